@@ -1,0 +1,22 @@
+"""Gunicorn settings, read automatically by `gunicorn app:app` from the repo root."""
+
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+# Load the app once in the master: a bad configuration stops gunicorn with one line
+# instead of a loop of workers failing to boot, and workers share the loaded code.
+preload_app = True
+accesslog = "-"
+errorlog = "-"
+
+
+def post_fork(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
+    """Forget database connections the worker inherited from the preloading master."""
+    from app import app
+    from project.forking import forget_inherited_connections
+
+    forget_inherited_connections(app)

@@ -1,0 +1,85 @@
+"""The application factory and the extensions it binds."""
+
+import logging
+import sys
+
+from flask import Flask
+from flask_celeryext import FlaskCeleryExt
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
+
+from project.celery_utils import make_celery
+from project.config import REPO_ROOT, load_config
+
+# Named constraints let migrations alter them and let the API tell which unique field clashed.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+migrate = Migrate()
+ext_celery = FlaskCeleryExt(create_celery_app=make_celery)
+
+
+def create_app(config_name: str | None = None) -> Flask:
+    """Create and configure the Flask application."""
+    app = Flask(__name__)
+    app.config.from_object(load_config(config_name))
+    configure_logging()
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_shell_context(app)
+    return app
+
+
+def configure_logging() -> None:
+    """Log to stdout, once per process, unless a server already set logging up."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            stream=sys.stdout,
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the database, migrations and Celery to the app."""
+    from project.tasks.records import connect_task_recording
+
+    db.init_app(app)
+    # An absolute path, so `flask db` and /readyz find the migrations from any directory.
+    migrate.init_app(app, db, directory=str(REPO_ROOT / "migrations"))
+    ext_celery.init_app(app)
+    connect_task_recording()
+
+
+def register_blueprints(app: Flask) -> None:
+    """Mount the feature blueprints."""
+    from project.health.views import health_blueprint
+    from project.tasks.views import tasks_blueprint
+    from project.users.views import users_blueprint
+
+    app.register_blueprint(users_blueprint)
+    app.register_blueprint(tasks_blueprint)
+    app.register_blueprint(health_blueprint)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer every error with an RFC 9457 problem+json body."""
+    from project.errors import init_error_handlers
+
+    init_error_handlers(app)
+
+
+def register_shell_context(app: Flask) -> None:
+    """Expose `app`, `db` and `User` in `flask shell`."""
+    from project.users.models import User
+
+    app.shell_context_processor(lambda: {"app": app, "db": db, "User": User})

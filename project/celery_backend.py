@@ -1,0 +1,16 @@
+"""The Redis result backend, without subscribing to results nobody waits for."""
+
+from celery.backends.redis import RedisBackend
+
+
+class PublishOnlyRedisBackend(RedisBackend):
+    """Subscribe to a task's result channel only when a caller waits on it.
+
+    Celery's Redis backend subscribes on every publish, in case `.get()` follows. A web
+    process never waits, so each publish cost a subscription, and a Redis outage left
+    the subscriber broken ("the Celery application must be restarted") until the
+    process restarted. `AsyncResult.get()` still subscribes when it is called.
+    """
+
+    def on_task_call(self, producer: object, task_id: str) -> None:
+        """Skip the eager subscription."""

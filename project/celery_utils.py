@@ -1,0 +1,80 @@
+"""Celery set-up: configure Celery's current app from the Flask config."""
+
+import logging
+import sys
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from celery import Celery, signals
+from celery import current_app as current_celery_app
+from flask import Flask
+from flask_celeryext import AppContextTask
+
+NAMESPACE = "CELERY_"
+
+
+def celery_settings(flask_config: Mapping[str, Any]) -> dict[str, Any]:
+    """Map `CELERY_TASK_ACKS_LATE`-style Flask keys to Celery's `task_acks_late` names.
+
+    Celery's own `namespace="CELERY"` accepts these keys too, but warns that
+    `CELERY_RESULT_BACKEND` is an old-style name; mapping them first keeps the
+    environment variable names users know and gives Celery only new-style names.
+    """
+    return {
+        key.removeprefix(NAMESPACE).lower(): value
+        for key, value in flask_config.items()
+        if key.startswith(NAMESPACE)
+    }
+
+
+def make_celery(app: Flask) -> Celery:
+    """Configure Celery's current app from `app`, so `shared_task` tasks run in its context."""
+    celery = current_celery_app
+    celery.config_from_object(celery_settings(app.config))
+    forget_clients(celery)
+    # Every task runs inside the Flask app context, whose teardown removes the
+    # task's database session whether the task succeeded or failed.
+    celery.Task = AppContextTask
+    # The most recently created app serves the tasks (create_app may run many times).
+    celery.flask_app = app
+    return celery
+
+
+def forget_clients(celery: Celery) -> None:
+    """Drop cached broker and result-backend clients, so a new configuration takes effect.
+
+    Celery caches them on first use; without this a second `create_app` with another
+    broker URL (the tests do this) would go on publishing to the first one.
+    """
+    celery._pool = None
+    celery.__dict__.pop("amqp", None)
+    celery._backend_cache = None
+    celery._local = threading.local()
+
+
+@signals.worker_process_init.connect(weak=False, dispatch_uid="project.forget_connections")
+def forget_connections_after_fork(**_: Any) -> None:
+    """Keep a pool process off the database connections of the worker that forked it."""
+    # Imported here: project/__init__.py imports this module before it defines `db`.
+    from project.forking import forget_inherited_connections
+
+    flask_app = getattr(current_celery_app, "flask_app", None)
+    if flask_app is not None:
+        forget_inherited_connections(flask_app)
+
+
+def log_to_stdout(logger: logging.Logger, **_: Any) -> None:
+    """Send Celery's log handlers to stdout, where the container runtime collects logs."""
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream in (
+            sys.stderr,
+            sys.__stderr__,
+        ):
+            handler.setStream(sys.stdout)
+
+
+signals.after_setup_logger.connect(log_to_stdout, weak=False, dispatch_uid="project.log_stdout")
+signals.after_setup_task_logger.connect(
+    log_to_stdout, weak=False, dispatch_uid="project.task_log_stdout"
+)

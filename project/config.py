@@ -1,0 +1,160 @@
+"""Configuration classes, chosen by name or by the FLASK_CONFIG environment variable.
+
+Every setting is read from the environment when a config object is built (inside
+`create_app`), never at import time, so one process can build apps with different
+settings.
+"""
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+# Secrets that appear in tutorials and examples; production refuses them.
+WELL_KNOWN_SECRETS = {"dev", "secret", "changeme", "change-me", "secret-key", "development"}
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names it."""
+
+
+def normalize_database_url(url: str) -> str:
+    """Select psycopg2 for PostgreSQL URLs written as `postgres://` or `postgresql://`."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url.removeprefix(prefix)
+    return url
+
+
+def env_int(name: str, default: int) -> int:
+    """Read a whole number from the environment, naming the variable if it is not one."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def env_float(name: str, default: float) -> float:
+    """Read a number from the environment, naming the variable if it is not one."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+class BaseConfig:
+    """Settings shared by every environment."""
+
+    DEBUG = False
+    TESTING = False
+    DEFAULT_DIVIDE_DELAY_SECONDS = 5.0
+
+    def __init__(self) -> None:
+        self.SECRET_KEY = os.environ.get("SECRET_KEY", "dev")
+        self.SQLALCHEMY_DATABASE_URI = normalize_database_url(
+            os.environ.get("DATABASE_URL", f"sqlite:///{REPO_ROOT / 'db.sqlite3'}")
+        )
+        # pre_ping: a connection broken by a database restart is replaced before use.
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        self.MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 64 * 1024)
+        self.DIVIDE_DELAY_SECONDS = env_float(
+            "DIVIDE_DELAY_SECONDS", self.DEFAULT_DIVIDE_DELAY_SECONDS
+        )
+        self._load_celery_settings()
+
+    def _load_celery_settings(self) -> None:
+        """Set Celery's options under the CELERY_ namespace (new-style names, upper-cased)."""
+        time_limit = env_int("CELERY_TASK_TIME_LIMIT", 60)
+        visibility_timeout = env_int("CELERY_VISIBILITY_TIMEOUT", 2 * time_limit)
+        if visibility_timeout <= time_limit:
+            # A shorter visibility timeout would hand a healthy running task to a second worker.
+            raise ConfigError(
+                "CELERY_VISIBILITY_TIMEOUT must be longer than CELERY_TASK_TIME_LIMIT "
+                f"({visibility_timeout} <= {time_limit})"
+            )
+        self.CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", DEFAULT_REDIS_URL)
+        self.CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", DEFAULT_REDIS_URL)
+        backend = "project.celery_backend:PublishOnlyRedisBackend"
+        self.CELERY_OVERRIDE_BACKENDS = {"redis": backend, "rediss": backend}
+        self.CELERY_ACCEPT_CONTENT = ["json"]
+        self.CELERY_TASK_SERIALIZER = "json"
+        self.CELERY_RESULT_SERIALIZER = "json"
+        self.CELERY_RESULT_ACCEPT_CONTENT = ["json"]
+        # At-least-once delivery: a task is acknowledged only after it ran, and handed
+        # back to the queue if the process running it dies.
+        self.CELERY_TASK_ACKS_LATE = True
+        self.CELERY_TASK_REJECT_ON_WORKER_LOST = True
+        self.CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+        self.CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": visibility_timeout}
+        self.CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": visibility_timeout}
+        self.CELERY_TASK_TIME_LIMIT = time_limit
+        self.CELERY_TASK_SOFT_TIME_LIMIT = env_int(
+            "CELERY_TASK_SOFT_TIME_LIMIT", max(1, time_limit - 10)
+        )
+        self.CELERY_TASK_TRACK_STARTED = True
+        self.CELERY_RESULT_EXTENDED = True
+        self.CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 7 * 24 * 3600)
+        self.CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+        # Fail a publish quickly when the broker is down, so the API can answer 503.
+        self.CELERY_TASK_PUBLISH_RETRY_POLICY = {
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        }
+        self.CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
+        self.CELERY_REDIS_SOCKET_TIMEOUT = 5
+
+
+class DevelopmentConfig(BaseConfig):
+    """Local development: debug on, SQLite by default."""
+
+    DEBUG = True
+
+
+class TestingConfig(BaseConfig):
+    """The test suite: no simulated delay unless a test asks for one."""
+
+    TESTING = True
+    DEFAULT_DIVIDE_DELAY_SECONDS = 0.0
+
+
+class ProductionConfig(BaseConfig):
+    """Production: refuses to start without a real secret and an explicit database."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        secret = os.environ.get("SECRET_KEY", "")
+        if not secret:
+            raise ConfigError("SECRET_KEY must be set in production")
+        if len(secret) < MIN_SECRET_KEY_LENGTH or secret.lower() in WELL_KNOWN_SECRETS:
+            raise ConfigError(
+                f"SECRET_KEY must be a random value of at least {MIN_SECRET_KEY_LENGTH} "
+                'characters (python -c "import secrets; print(secrets.token_hex(32))")'
+            )
+        if not os.environ.get("DATABASE_URL"):
+            raise ConfigError("DATABASE_URL must be set in production")
+
+
+config: dict[str, type[BaseConfig]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def load_config(config_name: str | None = None) -> BaseConfig:
+    """Build the config object for a name, FLASK_CONFIG, or `development`."""
+    name = config_name or os.environ.get("FLASK_CONFIG") or "development"
+    if name not in config:
+        choices = ", ".join(sorted(config))
+        raise ConfigError(f"FLASK_CONFIG={name!r} is not a known config; choose one of: {choices}")
+    return config[name]()

@@ -1,0 +1,14 @@
+"""Fork safety: a forked process must not share its parent's database sockets."""
+
+from flask import Flask
+
+from project import db
+
+
+def forget_inherited_connections(app: Flask) -> None:
+    """Drop, without closing, the pooled connections this process inherited through fork."""
+    with app.app_context():
+        for engine in db.engines.values():
+            # close=False: the parent still owns those sockets; closing them here would
+            # break its connections. SQLAlchemy's documented recipe for forked children.
+            engine.dispose(close=False)

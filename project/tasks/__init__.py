@@ -1,0 +1,1 @@
+"""Tasks: a record of every task this service queued, and the API to follow them."""

@@ -1,0 +1,57 @@
+"""Keep a record of every task published, however it was queued."""
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
+from typing import Any
+
+from celery import current_app as current_celery_app
+from celery import signals
+from flask import has_app_context
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
+
+from project import db
+from project.tasks.models import TaskRecord
+
+log = logging.getLogger(__name__)
+
+# Set while the API publishes a task it has already recorded in its own transaction.
+_recorded_by_caller: ContextVar[bool] = ContextVar("task_recorded_by_caller", default=False)
+
+
+@contextmanager
+def recorded_by_caller() -> Iterator[None]:
+    """Publish inside this block without a second record: the caller committed one."""
+    token = _recorded_by_caller.set(True)
+    try:
+        yield
+    finally:
+        _recorded_by_caller.reset(token)
+
+
+def record_published_task(headers: dict[str, Any], body: Any, **_: Any) -> None:
+    """Record a task as it is published (`divide.delay` in `flask shell`, a retry, ...)."""
+    name = headers.get("task", "")
+    if _recorded_by_caller.get() or name.startswith("celery."):
+        return
+    args = list(body[0]) if isinstance(body, list | tuple) and body else []
+    flask_app = getattr(current_celery_app, "flask_app", None)
+    context = nullcontext() if has_app_context() or flask_app is None else flask_app.app_context()
+    with context:
+        try:
+            # Its own transaction: never commits or rolls back the publisher's session.
+            with db.engine.begin() as connection:
+                connection.execute(
+                    insert(TaskRecord).values(id=headers["id"], name=name, args=args)
+                )
+        except IntegrityError:
+            pass  # a retry re-publishes the same id, which is recorded already
+
+
+def connect_task_recording() -> None:
+    """Record every task published from this process (idempotent)."""
+    signals.before_task_publish.connect(
+        record_published_task, weak=False, dispatch_uid="project.record_published_task"
+    )

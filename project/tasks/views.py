@@ -1,0 +1,100 @@
+"""The tasks JSON API: queue `divide`, follow a task, list recent tasks."""
+
+import uuid
+from typing import Any
+
+from celery import current_app as current_celery_app
+from flask import Blueprint, Response, jsonify, request, url_for
+from sqlalchemy import select
+
+from project import db
+from project.errors import Problem, validation_problem
+from project.tasks.models import TaskRecord
+from project.tasks.records import recorded_by_caller
+from project.users.tasks import divide
+from project.validation import finite_number, json_object, query_int
+
+tasks_blueprint = Blueprint("tasks", __name__, url_prefix="/tasks")
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+
+def _short_name(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
+def _url(record: TaskRecord) -> str:
+    return url_for("tasks.get_task", task_id=record.id)
+
+
+def task_view(record: TaskRecord) -> dict[str, Any]:
+    """Return a task as the API shows it, with its state from the result backend."""
+    meta = current_celery_app.backend.get_task_meta(record.id)
+    view: dict[str, Any] = {
+        "id": record.id,
+        "name": _short_name(record.name),
+        "state": meta["status"],
+        "url": _url(record),
+        "created_at": record.created_at.isoformat(),
+    }
+    if meta.get("date_done"):
+        view["finished_at"] = str(meta["date_done"])
+    if meta["status"] == "SUCCESS":
+        view["result"] = meta["result"]
+    elif meta["status"] in ("FAILURE", "RETRY") and isinstance(meta["result"], BaseException):
+        error = meta["result"]
+        view["error"] = {"type": type(error).__name__, "message": str(error)}
+    return view
+
+
+@tasks_blueprint.post("/divide")
+def queue_divide() -> tuple[Response, int, dict[str, str]]:
+    """Queue `divide(x, y)`; y = 0 is accepted and fails in the worker."""
+    body = json_object()
+    errors: dict[str, str] = {}
+    x = finite_number(body, "x", errors)
+    y = finite_number(body, "y", errors)
+    if errors:
+        raise validation_problem(errors)
+    record = TaskRecord(id=str(uuid.uuid4()), name=divide.name, args=[x, y])
+    db.session.add(record)
+    # Committed before publishing, so the worker never runs a task the API cannot show.
+    db.session.commit()
+    try:
+        with recorded_by_caller():
+            divide.apply_async((x, y), task_id=record.id)
+    except Exception:
+        db.session.delete(record)  # nothing was queued: forget the id
+        db.session.commit()
+        raise
+    view = {"id": record.id, "name": "divide", "state": "PENDING", "url": _url(record)}
+    return jsonify(view), 202, {"Location": view["url"]}
+
+
+@tasks_blueprint.get("/<task_id>")
+def get_task(task_id: str) -> Response:
+    """Return a task's state, and its result or error once it has one."""
+    record = db.session.scalar(select(TaskRecord).where(TaskRecord.id == task_id))
+    if record is None:
+        raise Problem(404, "Not Found", "This service never issued that task id.", "not-found")
+    return jsonify(task_view(record))
+
+
+@tasks_blueprint.get("/")
+def list_tasks() -> Response:
+    """List the tasks this service issued, newest first, `limit` at a time after task `after`."""
+    limit = query_int("limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    query = select(TaskRecord).order_by(TaskRecord.seq.desc()).limit(limit + 1)
+    after = request.args.get("after")
+    if after is not None:
+        cursor = db.session.scalar(select(TaskRecord.seq).where(TaskRecord.id == after))
+        if cursor is None:
+            raise validation_problem({"after": "must be the id of a listed task"})
+        query = query.where(TaskRecord.seq < cursor)
+    rows = db.session.scalars(query).all()
+    page = rows[:limit]
+    next_url = None
+    if len(rows) > limit:
+        next_url = url_for("tasks.list_tasks", limit=limit, after=page[-1].id)
+    return jsonify({"items": [task_view(record) for record in page], "next": next_url})

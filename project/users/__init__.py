@@ -1,0 +1,1 @@
+"""Users: the model, its JSON API and the demonstration `divide` task."""

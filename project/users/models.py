@@ -1,0 +1,27 @@
+"""The User model."""
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from project import db
+
+
+class User(db.Model):
+    """A registered user; username and email are each unique."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    email: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+
+    def __init__(self, username: str, email: str) -> None:
+        self.username = username
+        self.email = email
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.username!r}>"
+
+    def to_dict(self) -> dict[str, int | str]:
+        """Return the user as the API shows it."""
+        return {"id": self.id, "username": self.username, "email": self.email}

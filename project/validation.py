@@ -1,0 +1,57 @@
+"""Reading and checking JSON request bodies and query parameters."""
+
+import math
+from typing import Any
+
+from flask import request
+
+from project.errors import Problem, validation_problem
+
+# Larger magnitudes are almost surely mistakes or abuse, and huge integers cost CPU to convert.
+MAX_INTEGER_DIGITS = 300
+
+
+def json_object() -> dict[str, Any]:
+    """Return the body as a JSON object: 415 if not JSON, 400 if malformed, 422 if no object."""
+    body = request.get_json()  # raises 415 / 400, answered as problems
+    if not isinstance(body, dict):
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "The request body must be a JSON object.",
+            "validation-error",
+            errors={"body": "must be a JSON object"},
+        )
+    return body
+
+
+def finite_number(body: dict[str, Any], field: str, errors: dict[str, str]) -> float | int | None:
+    """Return `body[field]` if it is a finite JSON number, else record why in `errors`."""
+    if field not in body:
+        errors[field] = "is required"
+        return None
+    value = body[field]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        errors[field] = "must be a number"
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        errors[field] = "must be a finite number"
+        return None
+    if isinstance(value, int) and abs(value) >= 10**MAX_INTEGER_DIGITS:
+        errors[field] = f"must have fewer than {MAX_INTEGER_DIGITS} digits"
+        return None
+    return value
+
+
+def query_int(name: str, default: int | None, low: int, high: int | None = None) -> int | None:
+    """Read an integer query parameter within [low, high], or raise 422 naming it."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise validation_problem({name: f"must be a whole number {bound}"})
+    value = int(raw)
+    if value < low or (high is not None and value > high):
+        raise validation_problem({name: f"must be {bound}"})
+    return value

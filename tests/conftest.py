@@ -1,0 +1,151 @@
+"""Fixtures: a PostgreSQL database and a Redis db number of this run's own, a real worker."""
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+
+from project import create_app, db
+from tests.support import BIN, Process, run_cli, start_worker
+
+TEST_DATABASE_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql://postgres:postgres@localhost:5432/postgres"
+)
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://localhost:6379/0")
+START_HINT = (
+    "start PostgreSQL and Redis (on this machine kind: "
+    "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` and "
+    '`redis-server --daemonize yes --port 6379 --save ""`) '
+    "or point TEST_DATABASE_URL / TEST_REDIS_URL at running servers"
+)
+
+
+def with_database(url: str, name: str) -> str:
+    """Return `url` with its database name replaced."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop at once, in one line, if the test services are not reachable."""
+    try:
+        psycopg2.connect(TEST_DATABASE_URL, connect_timeout=3).close()
+    except psycopg2.Error as error:
+        first_line = str(error).strip().splitlines()[0]
+        pytest.exit(f"PostgreSQL at {TEST_DATABASE_URL}: {first_line}; {START_HINT}", 2)
+    try:
+        redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as error:
+        pytest.exit(f"Redis at {TEST_REDIS_URL}: {error}; {START_HINT}", 2)
+
+
+class Databases:
+    """Creates PostgreSQL databases for this run and drops them at the end."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    def _admin(self, sql: str) -> None:
+        connection = psycopg2.connect(TEST_DATABASE_URL)
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+        finally:
+            connection.close()
+
+    def create(self) -> str:
+        """Create an empty database and return its URL."""
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        self._admin(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return with_database(TEST_DATABASE_URL, name)
+
+    def drop_all(self) -> None:
+        for name in self.created:
+            self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def databases() -> Iterator[Databases]:
+    dbs = Databases()
+    yield dbs
+    dbs.drop_all()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """Claim an empty Redis db number for this run; flush it at the end."""
+    parts = urlsplit(TEST_REDIS_URL)
+    marker = f"test-run-{uuid.uuid4().hex}"
+    for number in range(1, 16):
+        url = urlunsplit(parts._replace(path=f"/{number}"))
+        client = redis.Redis.from_url(url)
+        if client.dbsize() == 0 and client.set("test-run-claim", marker, nx=True):
+            break
+    else:
+        pytest.exit(f"Redis at {TEST_REDIS_URL}: no empty db number among 1-15 for this run", 2)
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def service_env(databases: Databases, redis_url: str) -> Iterator[dict[str, str]]:
+    """Point the app, the CLI and workers at this run's database and Redis db."""
+    values = {
+        "FLASK_CONFIG": "testing",
+        "DATABASE_URL": databases.create(),
+        "CELERY_BROKER_URL": redis_url,
+        "CELERY_RESULT_BACKEND": redis_url,
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in values.items():
+            patch.setenv(key, value)
+        yield {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+@pytest.fixture(scope="session")
+def migrated(service_env: dict[str, str]) -> dict[str, str]:
+    """Run `flask db upgrade` on the run's database, as a user does."""
+    result = run_cli([str(BIN / "flask"), "db", "upgrade"], service_env)
+    assert result.returncode == 0, result.stderr
+    return service_env
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def worker(migrated: dict[str, str], log_dir: Path) -> Iterator[Process]:
+    """A real Celery worker started as users start it, shared by the session."""
+    process = start_worker(migrated, log_dir)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def app(migrated: dict[str, str]) -> Iterator[Flask]:
+    """An app on the migrated test database; tables are emptied after each test."""
+    flask_app = create_app("testing")
+    yield flask_app
+    with flask_app.app_context():
+        db.session.execute(text("TRUNCATE users, task_records RESTART IDENTITY"))
+        db.session.commit()
+        for engine in db.engines.values():
+            engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()

@@ -1,0 +1,95 @@
+"""Configuration: read at create_app time, safe Celery settings, psycopg2 URLs."""
+
+import pytest
+
+from project import create_app, ext_celery
+from project.config import REPO_ROOT, ConfigError, load_config, normalize_database_url
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u:p@db:5432/app", "postgresql+psycopg2://u:p@db:5432/app"),
+        ("postgresql://u:p@db/app", "postgresql+psycopg2://u:p@db/app"),
+        ("postgresql+psycopg2://u@db/app", "postgresql+psycopg2://u@db/app"),
+        ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+    ],
+)
+def test_postgres_urls_select_psycopg2(url: str, expected: str) -> None:
+    assert normalize_database_url(url) == expected
+
+
+def test_postgres_url_as_users_write_it_builds_an_engine(
+    monkeypatch: pytest.MonkeyPatch, migrated: dict[str, str]
+) -> None:
+    url = migrated["DATABASE_URL"].replace("postgresql://", "postgres://")
+    monkeypatch.setenv("DATABASE_URL", url)
+    app = create_app("testing")
+    with app.app_context():
+        from project import db
+
+        assert db.engine.dialect.driver == "psycopg2"
+
+
+def test_defaults_are_sqlite_at_repo_root_and_local_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "FLASK_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_config()
+    assert type(settings).__name__ == "DevelopmentConfig"
+    assert settings.SQLALCHEMY_DATABASE_URI == f"sqlite:///{REPO_ROOT / 'db.sqlite3'}"
+    assert settings.CELERY_BROKER_URL == "redis://localhost:6379/0"
+    assert settings.CELERY_RESULT_BACKEND == "redis://localhost:6379/0"
+    assert settings.DIVIDE_DELAY_SECONDS == 5
+
+
+def test_settings_are_read_when_create_app_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIVIDE_DELAY_SECONDS", "0.25")
+    assert create_app("testing").config["DIVIDE_DELAY_SECONDS"] == 0.25
+    monkeypatch.delenv("DIVIDE_DELAY_SECONDS")
+    assert create_app("testing").config["DIVIDE_DELAY_SECONDS"] == 0
+
+
+def test_unknown_config_names_the_choices() -> None:
+    with pytest.raises(ConfigError, match="choose one of: development, production, testing"):
+        create_app("staging")
+
+
+def test_bad_number_in_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CELERY_TASK_TIME_LIMIT", "soon")
+    with pytest.raises(ConfigError, match="CELERY_TASK_TIME_LIMIT must be a whole number"):
+        load_config("testing")
+
+
+def test_visibility_timeout_must_outlast_the_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CELERY_TASK_TIME_LIMIT", "100")
+    monkeypatch.setenv("CELERY_VISIBILITY_TIMEOUT", "100")
+    with pytest.raises(ConfigError, match="CELERY_VISIBILITY_TIMEOUT must be longer"):
+        load_config("testing")
+
+
+def test_celery_is_json_only_and_at_least_once() -> None:
+    create_app("testing")
+    conf = ext_celery.celery.conf
+    assert conf.accept_content == ["json"]
+    assert conf.result_accept_content == ["json"]
+    assert conf.task_serializer == conf.result_serializer == "json"
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
+    assert 0 < conf.task_soft_time_limit < conf.task_time_limit
+    assert conf.result_expires > 0
+    assert conf.broker_connection_retry_on_startup is True
+    assert conf.maybe_warn_deprecated_settings() is False
+
+
+def test_database_connections_are_pinged_before_use(migrated: dict[str, str]) -> None:
+    app = create_app("testing")
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_pre_ping"] is True
+
+
+def test_production_is_not_debug(monkeypatch: pytest.MonkeyPatch, migrated: dict[str, str]) -> None:
+    monkeypatch.setenv("SECRET_KEY", "a" * 16 + "b" * 16 + "c" * 16)
+    app = create_app("production")
+    assert app.debug is False
+    assert app.config["MAX_CONTENT_LENGTH"] == 64 * 1024

@@ -1,0 +1,124 @@
+"""The tasks API against a real worker, Redis and PostgreSQL."""
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from project import create_app
+from project.users.tasks import divide
+from tests.support import Process, free_port, wait_for
+from tests.test_users_api import assert_problem
+
+
+def follow(client: FlaskClient, url: str, timeout: float = 30) -> dict:
+    """Poll a task until it reaches a final state, as the page does."""
+
+    def final() -> dict | None:
+        body = client.get(url).get_json()
+        return body if body["state"] in ("SUCCESS", "FAILURE") else None
+
+    return wait_for(final, timeout, f"{url} to finish")
+
+
+def queue_length(redis_url: str) -> int:
+    return redis.Redis.from_url(redis_url).llen("celery")
+
+
+def test_divide_returns_202_then_success(client: FlaskClient, worker: Process) -> None:
+    response = client.post("/tasks/divide", json={"x": 1, "y": 2})
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["name"] == "divide" and body["state"] == "PENDING"
+    assert response.headers["Location"] == body["url"] == f"/tasks/{body['id']}"
+    done = follow(client, body["url"])
+    assert done["state"] == "SUCCESS"
+    assert done["result"] == 0.5
+    assert "error" not in done
+
+
+def test_divide_by_zero_fails_with_error_not_traceback(
+    client: FlaskClient, worker: Process
+) -> None:
+    url = client.post("/tasks/divide", json={"x": 1, "y": 0}).get_json()["url"]
+    done = follow(client, url)
+    assert done["state"] == "FAILURE"
+    assert done["error"] == {"type": "ZeroDivisionError", "message": "division by zero"}
+    assert "Traceback" not in str(done)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"x": 1}',
+        '{"y": 1}',
+        '{"x": "1", "y": 2}',
+        '{"x": true, "y": 2}',
+        '{"x": null, "y": 2}',
+        '{"x": NaN, "y": 2}',
+        '{"x": Infinity, "y": 2}',
+        '{"x": 1, "y": -Infinity}',
+        '{"x": [1], "y": 2}',
+        "[1, 2]",
+        '"1/2"',
+    ],
+)
+def test_invalid_divide_returns_422_and_queues_nothing(
+    client: FlaskClient, redis_url: str, body: str
+) -> None:
+    before = queue_length(redis_url)
+    response = client.post("/tasks/divide", data=body, content_type="application/json")
+    assert_problem(response, 422)
+    assert queue_length(redis_url) == before
+    assert client.get("/tasks/").get_json()["items"] == []
+
+
+def test_divide_body_errors_are_400_and_415(client: FlaskClient) -> None:
+    assert_problem(client.post("/tasks/divide", data="{", content_type="application/json"), 400)
+    assert_problem(client.post("/tasks/divide", data="x=1&y=2"), 415)
+
+
+def test_unknown_task_id_returns_404(client: FlaskClient) -> None:
+    assert_problem(client.get("/tasks/0c7b6d1e-0000-4000-8000-000000000000"), 404)
+
+
+def test_list_tasks_newest_first_with_pagination(client: FlaskClient, worker: Process) -> None:
+    ids = [client.post("/tasks/divide", json={"x": i, "y": 1}).get_json()["id"] for i in range(3)]
+    first = client.get("/tasks/?limit=2").get_json()
+    assert [item["id"] for item in first["items"]] == ids[::-1][:2]
+    second = client.get(first["next"]).get_json()
+    assert [item["id"] for item in second["items"]] == ids[:1]
+    assert second["next"] is None
+    assert_problem(client.get("/tasks/?after=unknown"), 422)
+    assert_problem(client.get("/tasks/?limit=0"), 422)
+
+
+def test_task_queued_from_code_is_listed(app: Flask, client: FlaskClient, worker: Process) -> None:
+    with app.app_context():
+        result = divide.delay(3, 4)
+    listed = client.get("/tasks/").get_json()["items"]
+    assert [item["id"] for item in listed] == [result.id]
+    assert follow(client, f"/tasks/{result.id}")["result"] == 0.75
+
+
+def test_broker_down_returns_503_and_keeps_no_record(
+    monkeypatch: pytest.MonkeyPatch, migrated: dict[str, str]
+) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    monkeypatch.setenv("CELERY_BROKER_URL", dead)
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", dead)
+    client = create_app("testing").test_client()
+    try:
+        body = assert_problem(client.post("/tasks/divide", json={"x": 1, "y": 2}), 503)
+        assert "queue" in body["detail"]
+    finally:
+        monkeypatch.undo()
+        create_app("testing")  # point Celery back at the live broker for later tests
+    assert create_app("testing").test_client().get("/tasks/").get_json()["items"] == []
+
+
+def test_database_down_returns_503_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/none")
+    client = create_app("testing").test_client()
+    assert_problem(client.get("/users/1"), 503)
+    assert_problem(client.post("/tasks/divide", json={"x": 1, "y": 2}), 503)
