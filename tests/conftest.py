@@ -14,19 +14,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from project import create_app, db
+from tests.services import TEST_DATABASE_URL, TEST_REDIS_URL, unreachable_services
 from tests.support import BIN, Process, run_cli, start_worker
-
-TEST_DATABASE_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql://postgres:postgres@localhost:5432/postgres"
-)
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://localhost:6379/0")
-START_HINT = (
-    "start PostgreSQL and Redis (on this machine kind: "
-    "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` and "
-    '`redis-server --daemonize yes --port 6379 --save ""`) '
-    "or point TEST_DATABASE_URL / TEST_REDIS_URL at running servers"
-)
-
 
 def with_database(url: str, name: str) -> str:
     """Return `url` with its database name replaced."""
@@ -36,15 +25,9 @@ def with_database(url: str, name: str) -> str:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Stop at once, in one line, if the test services are not reachable."""
-    try:
-        psycopg2.connect(TEST_DATABASE_URL, connect_timeout=3).close()
-    except psycopg2.Error as error:
-        first_line = str(error).strip().splitlines()[0]
-        pytest.exit(f"PostgreSQL at {TEST_DATABASE_URL}: {first_line}; {START_HINT}", 2)
-    try:
-        redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=3).ping()
-    except redis.RedisError as error:
-        pytest.exit(f"Redis at {TEST_REDIS_URL}: {error}; {START_HINT}", 2)
+    problem = unreachable_services()
+    if problem:
+        pytest.exit(problem, 2)
 
 
 class Databases:
