@@ -17,6 +17,7 @@ from project import create_app, db
 from tests.services import TEST_DATABASE_URL, TEST_REDIS_URL, unreachable_services
 from tests.support import BIN, Process, run_cli, start_worker
 
+
 def with_database(url: str, name: str) -> str:
     """Return `url` with its database name replaced."""
     parts = urlsplit(url)
