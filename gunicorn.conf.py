@@ -10,11 +10,13 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 # Load the app once in the master: a bad configuration stops gunicorn with one line
 # instead of a loop of workers failing to boot, and workers share the loaded code.
 preload_app = True
+# No control socket: nothing here uses it, and it would be written under $HOME.
+control_socket_disable = True
 accesslog = "-"
 errorlog = "-"
 
 
-def post_fork(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
+def post_fork(server: object, worker: object) -> None:
     """Forget database connections the worker inherited from the preloading master."""
     from app import app
     from project.forking import forget_inherited_connections

@@ -50,6 +50,18 @@ def env_float(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
+def secret_key_from_environment() -> str:
+    """Return SECRET_KEY, or the contents of the file SECRET_KEY_FILE names, or ''."""
+    secret = os.environ.get("SECRET_KEY", "")
+    path = os.environ.get("SECRET_KEY_FILE", "")
+    if secret or not path:
+        return secret
+    try:
+        return Path(path).read_text().strip()
+    except OSError as error:
+        raise ConfigError(f"SECRET_KEY_FILE={path!r} cannot be read ({error.strerror})") from None
+
+
 class BaseConfig:
     """Settings shared by every environment."""
 
@@ -58,9 +70,9 @@ class BaseConfig:
     DEFAULT_DIVIDE_DELAY_SECONDS = 5.0
 
     def __init__(self) -> None:
-        self.SECRET_KEY = os.environ.get("SECRET_KEY", "dev")
+        self.SECRET_KEY = secret_key_from_environment() or "dev"
         self.SQLALCHEMY_DATABASE_URI = normalize_database_url(
-            os.environ.get("DATABASE_URL", f"sqlite:///{REPO_ROOT / 'db.sqlite3'}")
+            os.environ.get("DATABASE_URL") or f"sqlite:///{REPO_ROOT / 'db.sqlite3'}"
         )
         # pre_ping: a connection broken by a database restart is replaced before use.
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
@@ -80,8 +92,9 @@ class BaseConfig:
                 "CELERY_VISIBILITY_TIMEOUT must be longer than CELERY_TASK_TIME_LIMIT "
                 f"({visibility_timeout} <= {time_limit})"
             )
-        self.CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", DEFAULT_REDIS_URL)
-        self.CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", DEFAULT_REDIS_URL)
+        # An empty variable (as an .env file copied from .env.example has) means the default.
+        self.CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or DEFAULT_REDIS_URL
+        self.CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or DEFAULT_REDIS_URL
         backend = "project.celery_backend:PublishOnlyRedisBackend"
         self.CELERY_OVERRIDE_BACKENDS = {"redis": backend, "rediss": backend}
         self.CELERY_ACCEPT_CONTENT = ["json"]
@@ -132,9 +145,9 @@ class ProductionConfig(BaseConfig):
 
     def __init__(self) -> None:
         super().__init__()
-        secret = os.environ.get("SECRET_KEY", "")
+        secret = secret_key_from_environment()
         if not secret:
-            raise ConfigError("SECRET_KEY must be set in production")
+            raise ConfigError("SECRET_KEY (or SECRET_KEY_FILE) must be set in production")
         if len(secret) < MIN_SECRET_KEY_LENGTH or secret.lower() in WELL_KNOWN_SECRETS:
             raise ConfigError(
                 f"SECRET_KEY must be a random value of at least {MIN_SECRET_KEY_LENGTH} "

@@ -9,13 +9,14 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import pytest
 import redis
+from _pytest.terminal import TerminalReporter
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from project import create_app, db
 from tests.services import TEST_DATABASE_URL, TEST_REDIS_URL, unreachable_services
-from tests.support import BIN, Process, run_cli, start_worker
+from tests.support import BIN, FIGURES, Process, run_cli, start_worker
 
 
 def with_database(url: str, name: str) -> str:
@@ -29,6 +30,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     problem = unreachable_services()
     if problem:
         pytest.exit(problem, 2)
+
+
+def pytest_terminal_summary(terminalreporter: TerminalReporter, config: pytest.Config) -> None:
+    """Print the figures tests measured (timings, sizes, counts)."""
+    figures = config.stash.get(FIGURES, [])
+    if figures:
+        terminalreporter.section("figures")
+        for line in figures:
+            terminalreporter.write_line(line)
 
 
 class Databases:

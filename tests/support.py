@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -145,3 +147,11 @@ def child_pids(pid: int) -> list[int]:
 def kill(pid: int) -> None:
     """SIGKILL one process this test started."""
     os.kill(pid, signal.SIGKILL)
+
+
+FIGURES = pytest.StashKey[list[str]]()
+
+
+def report(request: pytest.FixtureRequest, line: str) -> None:
+    """Keep a line of figures for the run's summary (printed even when output is captured)."""
+    request.config.stash.setdefault(FIGURES, []).append(line)

@@ -68,7 +68,7 @@ COMMANDS = {
 @pytest.mark.parametrize(
     ("secret", "database_url", "message"),
     [
-        (None, "postgresql://db/app", "SECRET_KEY must be set in production"),
+        (None, "postgresql://db/app", "SECRET_KEY (or SECRET_KEY_FILE) must be set in production"),
         ("short", "postgresql://db/app", "SECRET_KEY must be a random value of at least 32"),
         ("dev", "postgresql://db/app", "SECRET_KEY must be a random value of at least 32"),
         (GOOD_SECRET, None, "DATABASE_URL must be set in production"),

@@ -93,3 +93,16 @@ def test_production_is_not_debug(monkeypatch: pytest.MonkeyPatch, migrated: dict
     app = create_app("production")
     assert app.debug is False
     assert app.config["MAX_CONTENT_LENGTH"] == 64 * 1024
+
+
+def test_secret_key_can_come_from_a_file(
+    monkeypatch: pytest.MonkeyPatch, migrated: dict[str, str], tmp_path
+) -> None:
+    key_file = tmp_path / "secret_key"
+    key_file.write_text("f" * 64 + "\n")
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.setenv("SECRET_KEY_FILE", str(key_file))
+    assert create_app("production").config["SECRET_KEY"] == "f" * 64
+    monkeypatch.setenv("SECRET_KEY_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="SECRET_KEY_FILE=.* cannot be read"):
+        create_app("production")

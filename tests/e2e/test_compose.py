@@ -1,0 +1,162 @@
+"""The Compose stack end to end, driven as a user drives it: up, exec, curl, logs, down."""
+
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import REPO_ROOT, free_port, report, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def docker_engine_answers() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+class Stack:
+    """A Compose project of this repo with its own name, port and image tag."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "COMPOSE_PROJECT_NAME": f"e2e-{uuid.uuid4().hex[:8]}",
+            "WEB_PORT": str(self.port),
+            "APP_IMAGE": "flask-celery-app:e2e",
+            "DIVIDE_DELAY_SECONDS": "1",
+        }
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    def compose(self, *args: str, timeout: float = 600, check: bool = True):
+        """Run `docker compose ARGS` from the repo root, as typed."""
+        result = subprocess.run(
+            ["docker", "compose", *args],
+            cwd=REPO_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker compose {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.base_url + path, data, {"Content-Type": "application/json"}, method=method
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def finished_task(self, url: str) -> dict:
+        def final() -> dict | None:
+            _, body = self.request("GET", url)
+            return body if body["state"] in ("SUCCESS", "FAILURE") else None
+
+        return wait_for(final, 60, f"{url} to finish", interval=0.5)
+
+
+@pytest.fixture(scope="module")
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    if not docker_engine_answers():
+        message = "no Docker engine answers: install and start one (.ci/setup-docker does)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    stack = Stack()
+    started = time.monotonic()
+    try:
+        stack.compose("up", "-d", "--build", "--wait", timeout=900)
+        healthy_after = time.monotonic() - started
+        image_bytes = int(
+            subprocess.run(
+                ["docker", "image", "inspect", "-f", "{{.Size}}", stack.env["APP_IMAGE"]],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        report(
+            request,
+            f"compose: up --build --wait to all healthy in {healthy_after:.1f}s; "
+            f"app image {image_bytes / 1e6:.0f} MB",
+        )
+        yield stack
+    except AssertionError:
+        print(stack.compose("logs", "--no-color", check=False).stdout[-5000:])
+        raise
+    finally:
+        stack.compose("down", "-v", "--remove-orphans", check=False)
+
+
+def test_exec_flask_db_upgrade_is_harmless_at_head(stack: Stack) -> None:
+    result = stack.compose("exec", "web", "flask", "db", "upgrade")
+    assert "Running upgrade" not in result.stderr
+
+
+def test_users_and_tasks_over_the_published_port(stack: Stack) -> None:
+    status, user = stack.request("POST", "/users/", {"username": "e2e", "email": "e2e@example.com"})
+    assert status == 201
+    status, page = stack.request("GET", "/users/")
+    assert status == 200 and user in page["items"]
+
+    _, ok = stack.request("POST", "/tasks/divide", {"x": 1, "y": 2})
+    _, bad = stack.request("POST", "/tasks/divide", {"x": 1, "y": 0})
+    done = stack.finished_task(ok["url"])
+    assert (done["state"], done["result"]) == ("SUCCESS", 0.5)
+    failed = stack.finished_task(bad["url"])
+    assert failed["state"] == "FAILURE"
+    assert failed["error"]["type"] == "ZeroDivisionError"
+
+    logs = stack.compose("logs", "worker", "--no-color").stdout
+    task = f"project.users.tasks.divide[{ok['id']}]"
+    assert f"Task {task} received" in logs
+    assert f"Task {task} succeeded in" in logs and ": 0.5" in logs
+
+
+def test_containers_run_as_non_root_and_share_a_generated_secret(stack: Stack) -> None:
+    assert stack.compose("exec", "web", "id", "-u").stdout.strip() != "0"
+    assert stack.compose("exec", "worker", "id", "-u").stdout.strip() != "0"
+    key_file = "/var/lib/app-secrets/secret_key"
+    web_key = stack.compose("exec", "web", "cat", key_file).stdout.strip()
+    worker_key = stack.compose("exec", "worker", "cat", key_file).stdout.strip()
+    assert len(web_key) == 64 and web_key == worker_key
+
+
+def test_only_the_web_port_is_published(stack: Stack) -> None:
+    listing = stack.compose("ps", "--format", "json").stdout
+    containers = [json.loads(line) for line in listing.splitlines() if line.strip()]
+    published = {
+        (container["Service"], port["PublishedPort"])
+        for container in containers
+        for port in container.get("Publishers") or []
+        if port.get("PublishedPort")
+    }
+    assert {service for service, _ in published} == {"web"}
+    assert {port for _, port in published} == {stack.port}
+    assert stack.compose("port", "db", "5432", check=False).stdout.strip() in ("", ":0")
+    assert stack.compose("port", "redis", "6379", check=False).stdout.strip() in ("", ":0")
+
+
+def test_data_survives_a_web_restart(stack: Stack) -> None:
+    status, user = stack.request(
+        "POST", "/users/", {"username": "durable", "email": "durable@example.com"}
+    )
+    assert status == 201
+    stack.compose("restart", "web")
+    stack.compose("up", "-d", "--wait", "web")
+    assert stack.request("GET", f"/users/{user['id']}") == (200, user)
