@@ -11,6 +11,7 @@ from sqlalchemy import MetaData
 
 from project.celery_utils import make_celery
 from project.config import REPO_ROOT, load_config
+from project.security import init_security_headers
 
 # Named constraints let migrations alter them and let the API tell which unique field clashed.
 NAMING_CONVENTION = {
@@ -28,12 +29,14 @@ ext_celery = FlaskCeleryExt(create_celery_app=make_celery)
 
 def create_app(config_name: str | None = None) -> Flask:
     """Create and configure the Flask application."""
-    app = Flask(__name__)
+    # No app-level static folder: each blueprint serves its own files.
+    app = Flask(__name__, static_folder=None)
     app.config.from_object(load_config(config_name))
     configure_logging()
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
+    init_security_headers(app)
     register_shell_context(app)
     return app
 
@@ -62,13 +65,17 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Mount the feature blueprints."""
+    from project.docs.views import docs_blueprint
     from project.health.views import health_blueprint
+    from project.pages.views import pages_blueprint
     from project.tasks.views import tasks_blueprint
     from project.users.views import users_blueprint
 
     app.register_blueprint(users_blueprint)
     app.register_blueprint(tasks_blueprint)
     app.register_blueprint(health_blueprint)
+    app.register_blueprint(pages_blueprint)
+    app.register_blueprint(docs_blueprint)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -97,6 +97,8 @@ class BaseConfig:
         self.CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or DEFAULT_REDIS_URL
         backend = "project.celery_backend:PublishOnlyRedisBackend"
         self.CELERY_OVERRIDE_BACKENDS = {"redis": backend, "rediss": backend}
+        # Several deployments can share one Redis by giving each its own queue.
+        self.CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE") or "celery"
         self.CELERY_ACCEPT_CONTENT = ["json"]
         self.CELERY_TASK_SERIALIZER = "json"
         self.CELERY_RESULT_SERIALIZER = "json"

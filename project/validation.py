@@ -1,9 +1,11 @@
 """Reading and checking JSON request bodies and query parameters."""
 
+import json
 import math
 from typing import Any
 
 from flask import request
+from werkzeug.exceptions import BadRequest
 
 from project.errors import Problem, validation_problem
 
@@ -13,7 +15,15 @@ MAX_INTEGER_DIGITS = 300
 
 def json_object() -> dict[str, Any]:
     """Return the body as a JSON object: 415 if not JSON, 400 if malformed, 422 if no object."""
-    body = request.get_json()  # raises 415 / 400, answered as problems
+    try:
+        body = request.get_json()  # raises 415 / 400, answered as problems
+    except RecursionError:
+        raise BadRequest("The JSON body is nested too deeply.") from None
+    try:
+        # Lone surrogates ("\ud800") are valid JSON escapes but not text any database stores.
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise BadRequest("The JSON body contains text that is not valid Unicode.") from None
     if not isinstance(body, dict):
         raise Problem(
             422,

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from project import create_app, db
 from tests.services import TEST_DATABASE_URL, TEST_REDIS_URL, unreachable_services
-from tests.support import BIN, FIGURES, Process, run_cli, start_worker
+from tests.support import BIN, FIGURES, Process, run_cli, start_gunicorn, start_worker
 
 
 def with_database(url: str, name: str) -> str:
@@ -143,3 +143,11 @@ def app(migrated: dict[str, str]) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def server(app: Flask, migrated: dict[str, str], log_dir: Path) -> Iterator[str]:
+    """gunicorn serving app:app with the repo's gunicorn.conf.py; yields its base URL."""
+    process, base_url = start_gunicorn(migrated, log_dir)
+    yield base_url
+    assert process.stop() == 0

@@ -4,27 +4,15 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg2
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from project import db
-from tests.support import start_gunicorn
 
 RACERS = 20
-
-
-@pytest.fixture
-def server(app: Flask, migrated: dict[str, str], log_dir: Path) -> Iterator[str]:
-    """gunicorn serving app:app with the repo's gunicorn.conf.py (preloaded, threaded)."""
-    process, base_url = start_gunicorn(migrated, log_dir)
-    yield base_url
-    assert process.stop() == 0
 
 
 def post_json(url: str, payload: dict) -> int:

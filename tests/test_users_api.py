@@ -65,6 +65,16 @@ def test_malformed_json_returns_400(client: FlaskClient) -> None:
     assert_problem(response, 400)
 
 
+@pytest.mark.parametrize(
+    "body",
+    ['{"username": "\\ud800", "email": "a@example.com"}', "[" * 30000 + "]" * 30000],
+    ids=["lone-surrogate", "nested-30000-deep"],
+)
+def test_json_no_database_can_store_returns_400(client: FlaskClient, body: str) -> None:
+    response = client.post("/users/", data=body, content_type="application/json")
+    assert_problem(response, 400)
+
+
 def test_body_that_is_not_json_returns_415(client: FlaskClient) -> None:
     response = client.post("/users/", data="username=ada", content_type="text/plain")
     assert_problem(response, 415)

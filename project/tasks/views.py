@@ -18,6 +18,7 @@ tasks_blueprint = Blueprint("tasks", __name__, url_prefix="/tasks")
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+MAX_TASK_ID_LENGTH = 64  # the column's size
 
 
 def _short_name(name: str) -> str:
@@ -36,6 +37,7 @@ def task_view(record: TaskRecord) -> dict[str, Any]:
         "name": _short_name(record.name),
         "state": meta["status"],
         "url": _url(record),
+        "args": record.args,
         "created_at": record.created_at.isoformat(),
     }
     if meta.get("date_done"):
@@ -72,10 +74,17 @@ def queue_divide() -> tuple[Response, int, dict[str, str]]:
     return jsonify(view), 202, {"Location": view["url"]}
 
 
+def _find(task_id: str) -> TaskRecord | None:
+    """Return the record of a task id, or None (also for text no task id can be)."""
+    if len(task_id) > MAX_TASK_ID_LENGTH or "\x00" in task_id:
+        return None
+    return db.session.scalar(select(TaskRecord).where(TaskRecord.id == task_id))
+
+
 @tasks_blueprint.get("/<task_id>")
 def get_task(task_id: str) -> Response:
     """Return a task's state, and its result or error once it has one."""
-    record = db.session.scalar(select(TaskRecord).where(TaskRecord.id == task_id))
+    record = _find(task_id)
     if record is None:
         raise Problem(404, "Not Found", "This service never issued that task id.", "not-found")
     return jsonify(task_view(record))
@@ -88,10 +97,10 @@ def list_tasks() -> Response:
     query = select(TaskRecord).order_by(TaskRecord.seq.desc()).limit(limit + 1)
     after = request.args.get("after")
     if after is not None:
-        cursor = db.session.scalar(select(TaskRecord.seq).where(TaskRecord.id == after))
+        cursor = _find(after)
         if cursor is None:
             raise validation_problem({"after": "must be the id of a listed task"})
-        query = query.where(TaskRecord.seq < cursor)
+        query = query.where(TaskRecord.seq < cursor.seq)
     rows = db.session.scalars(query).all()
     page = rows[:limit]
     next_url = None

@@ -73,7 +73,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     if not docker_engine_answers():
-        message = "no Docker engine answers: install and start one (.ci/setup-docker does)"
+        message = "no Docker engine answers: install and start one (.ci/setup-machine does)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)

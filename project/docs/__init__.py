@@ -1,0 +1,1 @@
+"""The API's OpenAPI document and the page that renders it."""
