@@ -10,8 +10,22 @@ from celery import Celery, signals
 from celery import current_app as current_celery_app
 from flask import Flask
 from flask_celeryext import AppContextTask
+from sqlalchemy.exc import OperationalError
 
 NAMESPACE = "CELERY_"
+
+
+class FlaskTask(AppContextTask):
+    """A task run inside the Flask app context, retried while the database is unreachable."""
+
+    abstract = True
+    # A database restart fails a task's queries for a few seconds; retrying with backoff
+    # (about 1, 2, 4 ... 30 s, jittered, for several minutes) carries the task through it.
+    autoretry_for = (OperationalError,)
+    retry_backoff = True
+    retry_backoff_max = 30
+    retry_jitter = True
+    max_retries = 12
 
 
 def celery_settings(flask_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -35,7 +49,7 @@ def make_celery(app: Flask) -> Celery:
     forget_clients(celery)
     # Every task runs inside the Flask app context, whose teardown removes the
     # task's database session whether the task succeeded or failed.
-    celery.Task = AppContextTask
+    celery.Task = FlaskTask
     # The most recently created app serves the tasks (create_app may run many times).
     celery.flask_app = app
     return celery

@@ -34,8 +34,8 @@ def recorded_by_caller() -> Iterator[None]:
 def record_published_task(headers: dict[str, Any], body: Any, **_: Any) -> None:
     """Record a task as it is published (`divide.delay` in `flask shell`, a retry, ...)."""
     name = headers.get("task", "")
-    if _recorded_by_caller.get() or name.startswith("celery."):
-        return
+    if _recorded_by_caller.get() or name.startswith("celery.") or headers.get("retries"):
+        return  # recorded already (by the API, or when first published) or Celery's own
     args = list(body[0]) if isinstance(body, list | tuple) and body else []
     flask_app = getattr(current_celery_app, "flask_app", None)
     context = nullcontext() if has_app_context() or flask_app is None else flask_app.app_context()
@@ -47,7 +47,7 @@ def record_published_task(headers: dict[str, Any], body: Any, **_: Any) -> None:
                     insert(TaskRecord).values(id=headers["id"], name=name, args=args)
                 )
         except IntegrityError:
-            pass  # a retry re-publishes the same id, which is recorded already
+            pass  # the same id published twice (apply_async(task_id=...)) is recorded once
 
 
 def connect_task_recording() -> None:

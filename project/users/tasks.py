@@ -1,5 +1,6 @@
 """Background tasks of the users feature."""
 
+import math
 import time
 
 from celery import shared_task
@@ -18,4 +19,8 @@ def divide(x: float, y: float) -> float:
     logger.info("dividing %r by %r after %ss", x, y, delay)
     if delay:
         time.sleep(delay)
-    return x / y
+    result = x / y
+    if not math.isfinite(result):
+        # 1e308 / 1e-308 is inf in Python, which JSON cannot carry: fail it visibly instead.
+        raise OverflowError(f"{x!r} / {y!r} is too large for a JSON number")
+    return result

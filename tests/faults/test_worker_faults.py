@@ -1,0 +1,62 @@
+"""Workers killed or stopped mid-batch: every task still reaches its final state."""
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.faults.accounting import account, submit_divisions
+from tests.faults.conftest import VISIBILITY_TIMEOUT_S
+from tests.support import Process, report, start_worker, wait_for
+
+TASKS = 200
+
+
+def succeeded_count(worker: Process) -> int:
+    return worker.output().count("succeeded in")
+
+
+def test_sigkilled_worker_loses_no_task(
+    request: pytest.FixtureRequest,
+    fault_server: str,
+    fault_env: dict[str, str],
+    log_dir: Path,
+    workers: list[Process],
+) -> None:
+    workers.append(start_worker(fault_env, log_dir, concurrency=2))
+    expected = submit_divisions(fault_server, TASKS)
+    wait_for(lambda: succeeded_count(workers[0]) >= 20, 60, "the worker to be mid-batch")
+    killed_at = time.monotonic()
+    workers[0].stop(signal.SIGKILL)  # the main process: its pool children die with it
+    workers.append(start_worker(fault_env, log_dir, concurrency=2))
+
+    tally = account(fault_server, expected, workers, killed_at, timeout=VISIBILITY_TIMEOUT_S + 60)
+    report(request, tally.line("worker SIGKILL"))
+    assert tally.lost == 0, tally.lost_ids
+    assert tally.succeeded == TASKS and tally.failed == tally.wrong == 0
+
+
+def test_sigtermed_worker_finishes_or_hands_back_its_tasks(
+    request: pytest.FixtureRequest,
+    fault_server: str,
+    fault_env: dict[str, str],
+    log_dir: Path,
+    workers: list[Process],
+) -> None:
+    slow_env = {**fault_env, "DIVIDE_DELAY_SECONDS": "0.5"}
+    workers.append(start_worker(slow_env, log_dir, concurrency=2))
+    expected = submit_divisions(fault_server, 40)
+    wait_for(lambda: succeeded_count(workers[0]) >= 4, 60, "the worker to be mid-batch")
+    stopped_at = time.monotonic()
+    assert workers[0].stop(signal.SIGTERM) == 0  # warm shutdown, as `docker compose stop`
+    done_before_restart = succeeded_count(workers[0])
+    workers.append(start_worker(slow_env, log_dir, concurrency=2))
+
+    tally = account(fault_server, expected, workers, stopped_at, timeout=60)
+    report(request, tally.line("worker SIGTERM"))
+    assert tally.lost == 0, tally.lost_ids
+    assert tally.succeeded == 40 and tally.failed == tally.wrong == 0
+    # Warm shutdown hands queued tasks back at once: no visibility timeout wait.
+    assert tally.duplicates == 0
+    assert done_before_restart < 40
