@@ -78,6 +78,17 @@ def forget_connections_after_fork(**_: Any) -> None:
         forget_inherited_connections(flask_app)
 
 
+@signals.worker_init.connect(weak=False, dispatch_uid="project.worker_backend_retries")
+def retry_result_writes_in_workers(sender: Any = None, **_: Any) -> None:
+    """Let a worker wait out a Redis restart when it stores a result, instead of losing it.
+
+    Only in workers: a web request reading a result should fail fast with 503, not wait.
+    """
+    conf = current_celery_app.conf
+    conf.result_backend_always_retry = True
+    conf.result_backend_max_retries = 30  # about 5 minutes at the 10 s backoff cap
+
+
 def log_to_stdout(logger: logging.Logger, **_: Any) -> None:
     """Send Celery's log handlers to stdout, where the container runtime collects logs."""
     for handler in logger.handlers:

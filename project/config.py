@@ -125,6 +125,10 @@ class BaseConfig:
         self.CELERY_RESULT_EXTENDED = True
         self.CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 7 * 24 * 3600)
         self.CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+        # When the broker connection drops, running late-ack tasks are cancelled and
+        # redelivered (they cannot be acknowledged on the lost connection). Celery 6's
+        # default; set explicitly, which also silences its pending-deprecation warning.
+        self.CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
         # Fail a publish quickly when the broker is down, so the API can answer 503.
         self.CELERY_TASK_PUBLISH_RETRY_POLICY = {
             "max_retries": 2,
