@@ -122,3 +122,33 @@ def test_database_down_returns_503_problem(monkeypatch: pytest.MonkeyPatch) -> N
     client = create_app("testing").test_client()
     assert_problem(client.get("/users/1"), 503)
     assert_problem(client.post("/tasks/divide", json={"x": 1, "y": 2}), 503)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "state", "outcome"),
+    [
+        (1e308, 1e-308, "FAILURE", "OverflowError"),
+        (1, -0.0, "FAILURE", "ZeroDivisionError"),
+        (-0.0, 1, "SUCCESS", -0.0),
+        (10**299, 1e-10, "FAILURE", "OverflowError"),
+    ],
+)
+def test_numbers_that_break_division_end_in_a_clear_state(
+    client: FlaskClient, worker: Process, x: float, y: float, state: str, outcome: object
+) -> None:
+    url = client.post("/tasks/divide", json={"x": x, "y": y}).get_json()["url"]
+    done = follow(client, url)
+    assert done["state"] == state
+    if state == "SUCCESS":
+        assert done["result"] == outcome
+    else:
+        assert done["error"]["type"] == outcome
+
+
+def test_integers_too_long_never_reach_the_queue(client: FlaskClient, redis_url: str) -> None:
+    before = queue_length(redis_url)
+    body = assert_problem(client.post("/tasks/divide", json={"x": 10**300, "y": 1}), 422)
+    assert body["errors"] == {"x": "must have fewer than 300 digits"}
+    huge = '{"x": ' + "9" * 5000 + ', "y": 1}'
+    assert_problem(client.post("/tasks/divide", data=huge, content_type="application/json"), 400)
+    assert queue_length(redis_url) == before
