@@ -118,8 +118,9 @@ class BaseConfig:
         }
         self.CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": visibility_timeout}
         self.CELERY_TASK_TIME_LIMIT = time_limit
+        # The soft limit raises inside the task a little before the hard limit kills it.
         self.CELERY_TASK_SOFT_TIME_LIMIT = env_int(
-            "CELERY_TASK_SOFT_TIME_LIMIT", max(1, time_limit - 10)
+            "CELERY_TASK_SOFT_TIME_LIMIT", max(1, time_limit - max(1, time_limit // 10))
         )
         self.CELERY_TASK_TRACK_STARTED = True
         self.CELERY_RESULT_EXTENDED = True

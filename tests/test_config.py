@@ -106,3 +106,11 @@ def test_secret_key_can_come_from_a_file(
     monkeypatch.setenv("SECRET_KEY_FILE", str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="SECRET_KEY_FILE=.* cannot be read"):
         create_app("production")
+
+
+@pytest.mark.parametrize(("hard", "soft"), [(60, 54), (10, 9), (5, 4), (2, 1)])
+def test_soft_time_limit_defaults_just_under_the_hard_one(
+    monkeypatch: pytest.MonkeyPatch, hard: int, soft: int
+) -> None:
+    monkeypatch.setenv("CELERY_TASK_TIME_LIMIT", str(hard))
+    assert load_config("testing").CELERY_TASK_SOFT_TIME_LIMIT == soft

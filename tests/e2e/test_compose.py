@@ -1,5 +1,6 @@
 """The Compose stack end to end, driven as a user drives it: up, exec, curl, logs, down."""
 
+import base64
 import json
 import os
 import subprocess
@@ -34,6 +35,11 @@ class Stack:
             "WEB_PORT": str(self.port),
             "APP_IMAGE": "flask-celery-app:e2e",
             "DIVIDE_DELAY_SECONDS": "1",
+            # A short time limit makes the visibility timeout 20 s, so a killed worker's
+            # tasks come back within the test.
+            "CELERY_TASK_TIME_LIMIT": "10",
+            "FLOWER_PORT": str(free_port()),
+            "FLOWER_BASIC_AUTH": "e2e:e2e-password",
         }
         self.base_url = f"http://127.0.0.1:{self.port}"
 
@@ -100,7 +106,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         print(stack.compose("logs", "--no-color", check=False).stdout[-5000:])
         raise
     finally:
-        stack.compose("down", "-v", "--remove-orphans", check=False)
+        stack.compose("--profile", "monitoring", "down", "-v", "--remove-orphans", check=False)
 
 
 def test_exec_flask_db_upgrade_is_harmless_at_head(stack: Stack) -> None:
@@ -160,3 +166,83 @@ def test_data_survives_a_web_restart(stack: Stack) -> None:
     stack.compose("restart", "web")
     stack.compose("up", "-d", "--wait", "web")
     assert stack.request("GET", f"/users/{user['id']}") == (200, user)
+
+
+def submit(stack: Stack, count: int) -> dict[str, float]:
+    expected = {}
+    for i in range(count):
+        status, body = stack.request("POST", "/tasks/divide", {"x": i, "y": 4})
+        assert status == 202
+        expected[body["id"]] = i / 4
+    return expected
+
+
+def all_finished(stack: Stack, expected: dict[str, float], timeout: float) -> dict[str, str]:
+    """Wait for every task; return the ids whose outcome is not SUCCESS with the right value."""
+    pending = dict(expected)
+    wrong: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for task_id in list(pending):
+            _, body = stack.request("GET", f"/tasks/{task_id}")
+            if body["state"] in ("SUCCESS", "FAILURE"):
+                if body.get("result") != pending.pop(task_id):
+                    wrong[task_id] = body["state"]
+        time.sleep(1)
+    return {**wrong, **{task_id: "lost" for task_id in pending}}
+
+
+def test_sigkilled_worker_container_loses_no_task(
+    request: pytest.FixtureRequest, stack: Stack
+) -> None:
+    expected = submit(stack, 20)
+    wait_for(lambda: "succeeded in" in stack.compose("logs", "worker").stdout, 60, "work to start")
+    killed_at = time.monotonic()
+    stack.compose("kill", "-s", "SIGKILL", "worker")
+    stack.compose("up", "-d", "--wait", "worker")
+    problems = all_finished(stack, expected, timeout=120)
+    report(
+        request,
+        f"compose worker SIGKILL: submitted={len(expected)} lost={len(problems)} "
+        f"recovery_s={time.monotonic() - killed_at:.1f}",
+    )
+    assert problems == {}
+
+
+def test_redis_restart_keeps_the_queued_backlog(
+    request: pytest.FixtureRequest, stack: Stack
+) -> None:
+    stack.compose("stop", "worker")
+    expected = submit(stack, 20)
+    restarted_at = time.monotonic()
+    stack.compose("restart", "redis")
+    wait_for(lambda: stack.request("GET", "/readyz")[0] == 200, 60, "web to be ready again")
+    stack.compose("up", "-d", "--wait", "worker")
+    problems = all_finished(stack, expected, timeout=120)
+    report(
+        request,
+        f"compose redis restart: submitted={len(expected)} lost={len(problems)} "
+        f"recovery_s={time.monotonic() - restarted_at:.1f}",
+    )
+    assert problems == {}
+
+
+def test_flower_requires_basic_auth(stack: Stack) -> None:
+    stack.compose("--profile", "monitoring", "up", "-d", "flower")
+    url = f"http://127.0.0.1:{stack.env['FLOWER_PORT']}/"
+
+    def status(auth: bool) -> int:
+        request = urllib.request.Request(url)
+        if auth:
+            token = base64.b64encode(stack.env["FLOWER_BASIC_AUTH"].encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except OSError:
+            return 0
+
+    wait_for(lambda: status(auth=False) == 401, 60, "Flower to answer")
+    assert status(auth=True) == 200
