@@ -18,7 +18,7 @@ ENV PYTHONUNBUFFERED=1 \
 # A fixed uid, so files in named volumes keep their owner across rebuilds.
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home app \
-    && install -d -o app -g app -m 700 /var/lib/app-secrets
+    && install -d -o app -g app -m 755 /var/lib/app-secrets
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 # Source owned by root: the app user can read it but not change it.
@@ -26,5 +26,4 @@ COPY . .
 # Numeric, so orchestrators can verify it is not root without reading /etc/passwd.
 USER 10001:10001
 EXPOSE 8000
-ENTRYPOINT ["scripts/docker-entrypoint"]
 CMD ["gunicorn", "app:app"]

@@ -51,16 +51,20 @@ def env_float(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
-def secret_key_from_environment() -> str:
-    """Return SECRET_KEY, or the contents of the file SECRET_KEY_FILE names, or ''."""
-    secret = os.environ.get("SECRET_KEY", "")
-    path = os.environ.get("SECRET_KEY_FILE", "")
-    if secret or not path:
-        return secret
+def env_or_file(name: str) -> str:
+    """Return the variable NAME, else the contents of the file NAME_FILE names, else ''.
+
+    The `_FILE` form keeps secrets out of the environment (Docker's convention): Compose
+    points it at the generated secrets volume.
+    """
+    value = os.environ.get(name, "")
+    path = os.environ.get(f"{name}_FILE", "")
+    if value or not path:
+        return value
     try:
         return Path(path).read_text().strip()
     except OSError as error:
-        raise ConfigError(f"SECRET_KEY_FILE={path!r} cannot be read ({error.strerror})") from None
+        raise ConfigError(f"{name}_FILE={path!r} cannot be read ({error.strerror})") from None
 
 
 class BaseConfig:
@@ -71,9 +75,9 @@ class BaseConfig:
     DEFAULT_DIVIDE_DELAY_SECONDS = 5.0
 
     def __init__(self) -> None:
-        self.SECRET_KEY = secret_key_from_environment() or "dev"
+        self.SECRET_KEY = env_or_file("SECRET_KEY") or "dev"
         self.SQLALCHEMY_DATABASE_URI = normalize_database_url(
-            os.environ.get("DATABASE_URL") or f"sqlite:///{REPO_ROOT / 'db.sqlite3'}"
+            env_or_file("DATABASE_URL") or f"sqlite:///{REPO_ROOT / 'db.sqlite3'}"
         )
         # pre_ping: a connection broken by a database restart is replaced before use.
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
@@ -94,8 +98,8 @@ class BaseConfig:
                 f"({visibility_timeout} <= {time_limit})"
             )
         # An empty variable (as an .env file copied from .env.example has) means the default.
-        self.CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or DEFAULT_REDIS_URL
-        self.CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or DEFAULT_REDIS_URL
+        self.CELERY_BROKER_URL = env_or_file("CELERY_BROKER_URL") or DEFAULT_REDIS_URL
+        self.CELERY_RESULT_BACKEND = env_or_file("CELERY_RESULT_BACKEND") or DEFAULT_REDIS_URL
         backend = "project.celery_backend:PublishOnlyRedisBackend"
         self.CELERY_OVERRIDE_BACKENDS = {"redis": backend, "rediss": backend}
         # Several deployments can share one Redis by giving each its own queue.
@@ -159,7 +163,7 @@ class ProductionConfig(BaseConfig):
 
     def __init__(self) -> None:
         super().__init__()
-        secret = secret_key_from_environment()
+        secret = env_or_file("SECRET_KEY")
         if not secret:
             raise ConfigError("SECRET_KEY (or SECRET_KEY_FILE) must be set in production")
         if len(secret) < MIN_SECRET_KEY_LENGTH or secret.lower() in WELL_KNOWN_SECRETS:
@@ -167,8 +171,8 @@ class ProductionConfig(BaseConfig):
                 f"SECRET_KEY must be a random value of at least {MIN_SECRET_KEY_LENGTH} "
                 'characters (python -c "import secrets; print(secrets.token_hex(32))")'
             )
-        if not os.environ.get("DATABASE_URL"):
-            raise ConfigError("DATABASE_URL must be set in production")
+        if not env_or_file("DATABASE_URL"):
+            raise ConfigError("DATABASE_URL (or DATABASE_URL_FILE) must be set in production")
 
 
 config: dict[str, type[BaseConfig]] = {

@@ -71,7 +71,7 @@ COMMANDS = {
         (None, "postgresql://db/app", "SECRET_KEY (or SECRET_KEY_FILE) must be set in production"),
         ("short", "postgresql://db/app", "SECRET_KEY must be a random value of at least 32"),
         ("dev", "postgresql://db/app", "SECRET_KEY must be a random value of at least 32"),
-        (GOOD_SECRET, None, "DATABASE_URL must be set in production"),
+        (GOOD_SECRET, None, "DATABASE_URL (or DATABASE_URL_FILE) must be set in production"),
     ],
 )
 def test_production_refuses_to_start_with_one_line(

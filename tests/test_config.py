@@ -114,3 +114,23 @@ def test_soft_time_limit_defaults_just_under_the_hard_one(
 ) -> None:
     monkeypatch.setenv("CELERY_TASK_TIME_LIMIT", str(hard))
     assert load_config("testing").CELERY_TASK_SOFT_TIME_LIMIT == soft
+
+
+@pytest.mark.parametrize(
+    ("name", "setting"),
+    [
+        ("DATABASE_URL", "SQLALCHEMY_DATABASE_URI"),
+        ("CELERY_BROKER_URL", "CELERY_BROKER_URL"),
+        ("CELERY_RESULT_BACKEND", "CELERY_RESULT_BACKEND"),
+    ],
+)
+def test_connection_urls_can_come_from_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, name: str, setting: str
+) -> None:
+    url_file = tmp_path / name.lower()
+    url_file.write_text("redis://:s3cret@cache:6379/0\n")
+    monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(f"{name}_FILE", str(url_file))
+    assert getattr(load_config("testing"), setting) == "redis://:s3cret@cache:6379/0"
+    monkeypatch.setenv(name, "redis://elsewhere:6379/1")  # the variable wins over the file
+    assert getattr(load_config("testing"), setting) == "redis://elsewhere:6379/1"

@@ -143,6 +143,15 @@ def test_containers_run_as_non_root_and_share_a_generated_secret(stack: Stack) -
     assert len(web_key) == 64 and web_key == worker_key
 
 
+def test_redis_and_postgres_need_generated_credentials(stack: Stack) -> None:
+    unauthenticated = stack.compose("exec", "redis", "redis-cli", "ping", check=False)
+    assert "NOAUTH" in unauthenticated.stdout + unauthenticated.stderr
+    password = stack.compose("exec", "web", "cat", "/var/lib/app-secrets/postgres_password")
+    assert len(password.stdout.strip()) == 64
+    environment = stack.compose("exec", "db", "env").stdout
+    assert "POSTGRES_PASSWORD=" not in environment
+
+
 def test_only_the_web_port_is_published(stack: Stack) -> None:
     listing = stack.compose("ps", "--format", "json").stdout
     containers = [json.loads(line) for line in listing.splitlines() if line.strip()]
