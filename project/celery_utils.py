@@ -86,7 +86,10 @@ def retry_result_writes_in_workers(sender: Any = None, **_: Any) -> None:
     """
     conf = current_celery_app.conf
     conf.result_backend_always_retry = True
-    conf.result_backend_max_retries = 30  # about 5 minutes at the 10 s backoff cap
+    # Retry at least every second, so a task resumes as soon as Redis is back instead of
+    # sleeping on (its time limit keeps running while it waits).
+    conf.result_backend_max_sleep_between_retries_ms = 1000
+    conf.result_backend_max_retries = 300  # about 5 minutes
 
 
 def log_to_stdout(logger: logging.Logger, **_: Any) -> None:

@@ -65,3 +65,17 @@ def query_int(name: str, default: int | None, low: int, high: int | None = None)
     if value < low or (high is not None and value > high):
         raise validation_problem({name: f"must be {bound}"})
     return value
+
+
+def query_seconds(name: str, high: float) -> float:
+    """Read a number of seconds in [0, high] from the query string (0 if absent), or 422."""
+    raw = request.args.get(name)
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= high:  # also rejects NaN
+        raise validation_problem({name: f"must be a number of seconds from 0 to {high:g}"})
+    return value

@@ -90,7 +90,11 @@ class Process:
 
 
 def start_worker(
-    env: dict[str, str], log_dir: Path, concurrency: int = 2, extra: tuple[str, ...] = ()
+    env: dict[str, str],
+    log_dir: Path,
+    concurrency: int = 2,
+    extra: tuple[str, ...] = (),
+    celery_app: str = "app.celery",
 ) -> Process:
     """Start `celery -A app.celery worker` as users do, and wait until it is ready."""
     name = f"test-{uuid.uuid4().hex[:8]}@%h"
@@ -98,7 +102,7 @@ def start_worker(
         [
             str(BIN / "celery"),
             "-A",
-            "app.celery",
+            celery_app,
             "worker",
             "--loglevel=info",
             f"--concurrency={concurrency}",
@@ -115,11 +119,13 @@ def start_worker(
     return worker
 
 
-def start_gunicorn(env: dict[str, str], log_dir: Path) -> tuple[Process, str]:
+def start_gunicorn(
+    env: dict[str, str], log_dir: Path, target: str = "app:app", config: str | None = None
+) -> tuple[Process, str]:
     """Start `gunicorn app:app` with the repo's gunicorn.conf.py; return it and its base URL."""
     port = free_port()
     server = Process(
-        [str(BIN / "gunicorn"), "app:app"],
+        [str(BIN / "gunicorn"), *(["-c", config] if config else []), target],
         {**env, "GUNICORN_BIND": f"127.0.0.1:{port}"},
         log_dir / f"gunicorn-{port}.log",
     )

@@ -152,3 +152,24 @@ def test_integers_too_long_never_reach_the_queue(client: FlaskClient, redis_url:
     huge = '{"x": ' + "9" * 5000 + ', "y": 1}'
     assert_problem(client.post("/tasks/divide", data=huge, content_type="application/json"), 400)
     assert queue_length(redis_url) == before
+
+
+def test_wait_answers_as_soon_as_the_task_finishes(client: FlaskClient, worker: Process) -> None:
+    url = client.post("/tasks/divide", json={"x": 9, "y": 3}).get_json()["url"]
+    body = client.get(f"{url}?wait=10").get_json()
+    assert (body["state"], body["result"]) == ("SUCCESS", 3.0)
+
+
+def test_wait_gives_the_current_state_when_time_runs_out(client: FlaskClient, app) -> None:
+    from project import db
+    from project.tasks.models import TaskRecord
+
+    with app.app_context():  # recorded but never queued: it stays PENDING
+        db.session.add(TaskRecord(id="never-queued", name="divide", args=[1, 1]))
+        db.session.commit()
+    assert client.get("/tasks/never-queued?wait=0.2").get_json()["state"] == "PENDING"
+
+
+@pytest.mark.parametrize("wait", ["-1", "11", "nan", "soon", "inf"])
+def test_bad_wait_returns_422(client: FlaskClient, wait: str) -> None:
+    assert_problem(client.get(f"/tasks/whatever?wait={wait}"), 422)

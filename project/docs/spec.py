@@ -266,9 +266,19 @@ PATHS: dict[str, Any] = {
             "summary": "Get a task's state, result or error",
             "operationId": "getTask",
             "tags": ["tasks"],
+            "parameters": [
+                {
+                    "name": "wait",
+                    "in": "query",
+                    "description": "Wait up to this many seconds for the task to finish "
+                    "before answering (a long poll: no need to poll repeatedly).",
+                    "schema": {"type": "number", "minimum": 0, "maximum": 10, "default": 0},
+                }
+            ],
             "responses": {
                 "200": _json("The task.", "Task"),
                 "404": _problem("This service never issued that id."),
+                "422": _problem("`wait` is not a number of seconds from 0 to 10."),
                 **UNAVAILABLE,
             },
         },

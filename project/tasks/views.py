@@ -4,6 +4,8 @@ import uuid
 from typing import Any
 
 from celery import current_app as current_celery_app
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from celery.result import AsyncResult
 from flask import Blueprint, Response, jsonify, request, url_for
 from sqlalchemy import select
 
@@ -12,13 +14,15 @@ from project.errors import Problem, validation_problem
 from project.tasks.models import TaskRecord
 from project.tasks.records import recorded_by_caller
 from project.users.tasks import divide
-from project.validation import finite_number, json_object, query_int
+from project.validation import finite_number, json_object, query_int, query_seconds
 
 tasks_blueprint = Blueprint("tasks", __name__, url_prefix="/tasks")
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_TASK_ID_LENGTH = 64  # the column's size
+# Long enough to save most polls, short enough not to hold a gunicorn thread for long.
+MAX_WAIT_SECONDS = 10.0
 
 
 def _short_name(name: str) -> str:
@@ -83,11 +87,22 @@ def _find(task_id: str) -> TaskRecord | None:
 
 @tasks_blueprint.get("/<task_id>")
 def get_task(task_id: str) -> Response:
-    """Return a task's state, and its result or error once it has one."""
+    """Return a task's state and result or error; `?wait=S` first waits up to S s for the end."""
+    wait = query_seconds("wait", MAX_WAIT_SECONDS)
     record = _find(task_id)
     if record is None:
         raise Problem(404, "Not Found", "This service never issued that task id.", "not-found")
+    if wait:
+        wait_until_finished(record.id, wait)
     return jsonify(task_view(record))
+
+
+def wait_until_finished(task_id: str, timeout: float) -> None:
+    """Block until the task finishes or `timeout` passes (Redis pub/sub: no polling)."""
+    try:
+        AsyncResult(task_id).get(timeout=timeout, propagate=False)
+    except CeleryTimeoutError:
+        pass  # still running: the caller gets the current state
 
 
 @tasks_blueprint.get("/")

@@ -15,6 +15,9 @@ import pytest
 from tests.support import REPO_ROOT, free_port, report, wait_for
 
 pytestmark = pytest.mark.e2e
+APP_SETTINGS = {
+    "FLASK_CONFIG", "DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "SECRET_KEY",
+}  # fmt: skip
 
 
 def docker_engine_answers() -> bool:
@@ -29,8 +32,10 @@ class Stack:
 
     def __init__(self) -> None:
         self.port = free_port()
+        # The test session's own DATABASE_URL etc. must not leak into the stack.
+        inherited = {k: v for k, v in os.environ.items() if k not in APP_SETTINGS}
         self.env = {
-            **os.environ,
+            **inherited,
             "COMPOSE_PROJECT_NAME": f"e2e-{uuid.uuid4().hex[:8]}",
             "WEB_PORT": str(self.port),
             "APP_IMAGE": "flask-celery-app:e2e",

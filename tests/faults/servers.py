@@ -53,14 +53,19 @@ class PrivateRedis:
         return int(result.stdout.strip())
 
 
+def postgres_bindir() -> Path:
+    """Return the directory of the newest PostgreSQL server binaries installed."""
+    bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(d.split("/")[-2]))
+    if not bindirs:
+        raise AssertionError("PostgreSQL server binaries not found under /usr/lib/postgresql")
+    return Path(bindirs[-1])
+
+
 class PrivatePostgres:
     """A PostgreSQL cluster of this test run's own (initdb), with trust auth on loopback."""
 
     def __init__(self, directory: Path) -> None:
-        bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-        if not bindirs:
-            raise AssertionError("PostgreSQL server binaries not found under /usr/lib/postgresql")
-        self.bindir = Path(bindirs[-1])
+        self.bindir = postgres_bindir()
         self.directory = directory
         self.data = directory / "data"
         self.port = free_port()

@@ -1,9 +1,10 @@
-// The page's behaviour: queue divide through the API, follow tasks by polling with
-// backoff, list recent tasks and users, and show the API's field errors in place.
+// The page's behaviour: queue divide through the API, follow a task with long polls
+// (GET /tasks/<id>?wait=…, answered as soon as it finishes), refresh recent tasks with
+// backoff, list users, and show the API's field errors in place.
 "use strict";
 
 const POLL_START_MS = 300;
-const POLL_MAX_MS = 3000;
+const LONG_POLL_S = 5;
 const OFFLINE_MAX_MS = 15000;
 const IDLE_REFRESH_MS = 5000;
 const FINAL_STATES = new Set(["SUCCESS", "FAILURE", "REVOKED"]);
@@ -105,30 +106,35 @@ async function refreshTasksForever() {
 let wakeTasks = () => {};
 const tasksChanged = () => new Promise((resolve) => { wakeTasks = resolve; });
 
-// Follow one task until it is final, showing its state in the divide form's output.
-async function followTask(url, label) {
+function showTask(label, task) {
   const output = $("divide-status");
-  let delay = POLL_START_MS;
+  output.textContent = `${label}: ${task.state}${task.state === "SUCCESS" ? ` = ${task.result}` : ""}`;
+  if (task.error) output.textContent += ` (${task.error.type}: ${task.error.message})`;
+  output.dataset.state = task.state;
+}
+
+// Follow one task until it is final: each long poll returns as soon as the task finishes
+// (or after LONG_POLL_S with its current state); back off only while unreachable.
+async function followTask(url, label) {
+  let offlineDelay = POLL_START_MS;
   for (;;) {
     try {
-      const { status, data } = await api("GET", url);
+      const { status, data } = await api("GET", `${url}?wait=${LONG_POLL_S}`);
       if (status !== 200) {
-        output.textContent = `${label}: ${data.detail}`;
+        $("divide-status").textContent = `${label}: ${data.detail}`;
         return;
       }
-      output.textContent = `${label}: ${data.state}${data.state === "SUCCESS" ? ` = ${data.result}` : ""}`;
-      output.dataset.state = data.state;
-      if (data.error) output.textContent += ` (${data.error.type}: ${data.error.message})`;
+      showTask(label, data);
       if (FINAL_STATES.has(data.state)) {
         wakeTasks();
         return;
       }
-      delay = Math.min(delay * 1.5, POLL_MAX_MS);
+      offlineDelay = POLL_START_MS;
     } catch (error) {
       if (!(error instanceof Unreachable)) throw error;
-      delay = Math.min(delay * 2, OFFLINE_MAX_MS);
+      offlineDelay = Math.min(offlineDelay * 2, OFFLINE_MAX_MS);
+      await sleep(offlineDelay);
     }
-    await sleep(delay);
   }
 }
 
@@ -169,6 +175,7 @@ async function submitDivide(event) {
       return;
     }
     showFieldErrors(form, "divide", {});
+    showTask(`${x} ÷ ${y}`, data);
     wakeTasks();
     await followTask(data.url, `${x} ÷ ${y}`);
   } catch (error) {

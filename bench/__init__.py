@@ -1,0 +1,1 @@
+"""`scripts/bench`: the product measured against bare baselines in the same run."""

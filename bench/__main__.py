@@ -1,0 +1,58 @@
+"""Run every benchmark row, print the table and write bench/results.json.
+
+Each row measures the product and a bare baseline side by side in this one run, on this
+machine, and reports their ratio (product ÷ baseline): absolute figures drift between runs
+on shared machines, ratios hold.
+"""
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from bench.rows import compose_startup, headroom, round_trip, scale, task_throughput, web
+from bench.stack import BenchStack
+
+RESULTS = Path(__file__).parent / "results.json"
+
+
+def print_table(rows: list[dict]) -> None:
+    """Print the rows as a Markdown table (the README's Performance section uses it)."""
+    print("| benchmark | product | baseline | ratio | target |")
+    print("| --- | --- | --- | --- | --- |")
+    for row in rows:
+        ratio = f"{row['ratio']:.2f}" if row.get("ratio") is not None else "–"
+        print(
+            f"| {row['name']} | {row['product']} | {row.get('baseline', '–')} | {ratio} "
+            f"| {row.get('target', '–')} |"
+        )
+
+
+def main() -> None:
+    started = time.monotonic()
+    rows: list[dict] = []
+    with BenchStack() as stack:
+        for measure in (task_throughput, round_trip, web, scale, headroom, compose_startup):
+            print(f"... {measure.__name__}", flush=True)
+            rows += measure(stack)
+    print()
+    print_table(rows)
+    elapsed = time.monotonic() - started
+    print(f"\n{len(rows)} rows in {elapsed:.0f} s on {os.cpu_count()} cores")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+                "seconds": round(elapsed),
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Baseline: a minimal Flask app doing the same work as the product's endpoints, no more."""
+
+import os
+
+from flask import Flask, jsonify, request
+from sqlalchemy import create_engine, text
+
+from bench.bare_celery import divide
+
+app = Flask(__name__)
+url = os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg2://", 1)
+engine = create_engine(url, pool_pre_ping=True)
+
+
+@app.get("/healthz")
+def healthz():
+    return jsonify({"status": "ok"})
+
+
+@app.get("/users/<int:user_id>")
+def get_user(user_id: int):
+    with engine.connect() as connection:
+        row = connection.execute(
+            text("SELECT id, username, email FROM users WHERE id = :id"), {"id": user_id}
+        ).one()
+    return jsonify(dict(row._mapping))
+
+
+@app.get("/users/")
+def list_users():
+    after = int(request.args.get("after", 0))
+    limit = int(request.args.get("limit", 20))
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT id, username, email FROM users WHERE id > :after ORDER BY id LIMIT :n"),
+            {"after": after, "n": limit},
+        )
+        return jsonify({"items": [dict(row._mapping) for row in rows], "next": None})
+
+
+@app.post("/users/")
+def create_user():
+    body = request.get_json()
+    with engine.begin() as connection:
+        user_id = connection.execute(
+            text("INSERT INTO users (username, email) VALUES (:u, :e) RETURNING id"),
+            {"u": body["username"], "e": body["email"]},
+        ).scalar_one()
+    return jsonify({"id": user_id, **body}), 201
+
+
+@app.post("/tasks/divide")
+def queue_divide():
+    body = request.get_json()
+    result = divide.delay(body["x"], body["y"])
+    return jsonify({"id": result.id, "state": "PENDING"}), 202

@@ -1,0 +1,7 @@
+-- POST /users/ with a new username each time (threads seed their own random numbers).
+math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+request = function()
+  local name = string.format("wrk%d%d", math.random(1, 1e9), math.random(1, 1e9))
+  local body = string.format('{"username": "%s", "email": "%s@example.com"}', name, name)
+  return wrk.format("POST", "/users/", { ["Content-Type"] = "application/json" }, body)
+end
