@@ -8,6 +8,7 @@ on shared machines, ratios hold.
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -29,11 +30,22 @@ def print_table(rows: list[dict]) -> None:
         )
 
 
+GROUPS = (task_throughput, round_trip, web, scale, headroom, compose_startup)
+
+
 def main() -> None:
+    """Run the row groups named on the command line (default: all)."""
+    wanted = set(sys.argv[1:])
+    unknown = wanted - {group.__name__ for group in GROUPS}
+    if unknown:
+        names = ", ".join(group.__name__ for group in GROUPS)
+        raise SystemExit(f"unknown benchmark group(s) {sorted(unknown)}; choose from: {names}")
     started = time.monotonic()
     rows: list[dict] = []
     with BenchStack() as stack:
-        for measure in (task_throughput, round_trip, web, scale, headroom, compose_startup):
+        for measure in GROUPS:
+            if wanted and measure.__name__ not in wanted:
+                continue
             print(f"... {measure.__name__}", flush=True)
             rows += measure(stack)
     print()
