@@ -12,7 +12,7 @@ from sqlalchemy import select
 from project import db
 from project.errors import Problem, validation_problem
 from project.tasks.models import TaskRecord
-from project.tasks.records import recorded_by_caller
+from project.tasks.records import forget_task, record_task, recorded_by_caller
 from project.users.tasks import divide
 from project.validation import finite_number, json_object, query_int, query_seconds
 
@@ -63,19 +63,18 @@ def queue_divide() -> tuple[Response, int, dict[str, str]]:
     y = finite_number(body, "y", errors)
     if errors:
         raise validation_problem(errors)
-    record = TaskRecord(id=str(uuid.uuid4()), name=divide.name, args=[x, y])
-    db.session.add(record)
-    # Committed before publishing, so the worker never runs a task the API cannot show.
-    db.session.commit()
+    task_id = str(uuid.uuid4())
+    # Recorded before publishing, so the worker never runs a task the API cannot show.
+    record_task(task_id, divide.name, [x, y])
     try:
         with recorded_by_caller():
-            divide.apply_async((x, y), task_id=record.id)
+            divide.apply_async((x, y), task_id=task_id)
     except Exception:
-        db.session.delete(record)  # nothing was queued: forget the id
-        db.session.commit()
+        forget_task(task_id)  # nothing was queued
         raise
-    view = {"id": record.id, "name": "divide", "state": "PENDING", "url": _url(record)}
-    return jsonify(view), 202, {"Location": view["url"]}
+    url = url_for("tasks.get_task", task_id=task_id)
+    view = {"id": task_id, "name": "divide", "state": "PENDING", "url": url}
+    return jsonify(view), 202, {"Location": url}
 
 
 def _find(task_id: str) -> TaskRecord | None:
