@@ -1,7 +1,6 @@
 """Keep a record of every task published, however it was queued."""
 
 import json
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
@@ -15,8 +14,6 @@ from sqlalchemy.exc import IntegrityError
 
 from project import db
 from project.tasks.models import TaskRecord
-
-log = logging.getLogger(__name__)
 
 # Set while the API publishes a task it has already recorded in its own transaction.
 _recorded_by_caller: ContextVar[bool] = ContextVar("task_recorded_by_caller", default=False)
