@@ -33,9 +33,21 @@ def _url(record: TaskRecord) -> str:
     return url_for("tasks.get_task", task_id=record.id)
 
 
-def task_view(record: TaskRecord) -> dict[str, Any]:
+def task_metas(task_ids: list[str]) -> list[dict[str, Any]]:
+    """Return the tasks' result metadata, in one MGET where the backend is Redis."""
+    backend = current_celery_app.backend
+    if not task_ids or not hasattr(backend, "mget"):
+        return [backend.get_task_meta(task_id) for task_id in task_ids]
+    raw = backend.mget([backend.get_key_for_task(task_id) for task_id in task_ids])
+    # A task with nothing stored yet is PENDING, as Celery itself reports it.
+    pending = {"status": "PENDING", "result": None}
+    return [backend.decode_result(value) if value else pending for value in raw]
+
+
+def task_view(record: TaskRecord, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return a task as the API shows it, with its state from the result backend."""
-    meta = current_celery_app.backend.get_task_meta(record.id)
+    if meta is None:
+        meta = current_celery_app.backend.get_task_meta(record.id)
     view: dict[str, Any] = {
         "id": record.id,
         "name": _short_name(record.name),
@@ -120,4 +132,6 @@ def list_tasks() -> Response:
     next_url = None
     if len(rows) > limit:
         next_url = url_for("tasks.list_tasks", limit=limit, after=page[-1].id)
-    return jsonify({"items": [task_view(record) for record in page], "next": next_url})
+    metas = task_metas([record.id for record in page])
+    items = [task_view(record, meta) for record, meta in zip(page, metas, strict=True)]
+    return jsonify({"items": items, "next": next_url})
