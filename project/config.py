@@ -7,6 +7,7 @@ settings.
 
 import os
 from pathlib import Path
+from typing import TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -29,26 +30,20 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def env_int(name: str, default: int) -> int:
-    """Read a whole number from the environment, naming the variable if it is not one."""
+Number = TypeVar("Number", int, float)
+
+
+def env_number(name: str, default: Number) -> Number:
+    """Read a number of the default's type from the environment, naming the variable if not."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
+    kind = type(default)
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-
-
-def env_float(name: str, default: float) -> float:
-    """Read a number from the environment, naming the variable if it is not one."""
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
 
 
 def env_or_file(name: str) -> str:
@@ -81,16 +76,16 @@ class BaseConfig:
         )
         # pre_ping: a connection broken by a database restart is replaced before use.
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
-        self.MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 64 * 1024)
-        self.DIVIDE_DELAY_SECONDS = env_float(
+        self.MAX_CONTENT_LENGTH = env_number("MAX_CONTENT_LENGTH", 64 * 1024)
+        self.DIVIDE_DELAY_SECONDS = env_number(
             "DIVIDE_DELAY_SECONDS", self.DEFAULT_DIVIDE_DELAY_SECONDS
         )
         self._load_celery_settings()
 
     def _load_celery_settings(self) -> None:
         """Set Celery's options under the CELERY_ namespace (new-style names, upper-cased)."""
-        time_limit = env_int("CELERY_TASK_TIME_LIMIT", 60)
-        visibility_timeout = env_int("CELERY_VISIBILITY_TIMEOUT", 2 * time_limit)
+        time_limit = env_number("CELERY_TASK_TIME_LIMIT", 60)
+        visibility_timeout = env_number("CELERY_VISIBILITY_TIMEOUT", 2 * time_limit)
         if visibility_timeout <= time_limit:
             # A shorter visibility timeout would hand a healthy running task to a second worker.
             raise ConfigError(
@@ -123,12 +118,12 @@ class BaseConfig:
         self.CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": visibility_timeout}
         self.CELERY_TASK_TIME_LIMIT = time_limit
         # The soft limit raises inside the task a little before the hard limit kills it.
-        self.CELERY_TASK_SOFT_TIME_LIMIT = env_int(
+        self.CELERY_TASK_SOFT_TIME_LIMIT = env_number(
             "CELERY_TASK_SOFT_TIME_LIMIT", max(1, time_limit - max(1, time_limit // 10))
         )
         self.CELERY_TASK_TRACK_STARTED = True
         self.CELERY_RESULT_EXTENDED = True
-        self.CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 7 * 24 * 3600)
+        self.CELERY_RESULT_EXPIRES = env_number("CELERY_RESULT_EXPIRES", 7 * 24 * 3600)
         self.CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
         # When the broker connection drops, running late-ack tasks are cancelled and
         # redelivered (they cannot be acknowledged on the lost connection). Celery 6's

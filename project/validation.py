@@ -7,7 +7,7 @@ from typing import Any
 from flask import request
 from werkzeug.exceptions import BadRequest
 
-from project.errors import Problem, validation_problem
+from project.errors import validation_problem
 
 # Larger magnitudes are almost surely mistakes or abuse, and huge integers cost CPU to convert.
 MAX_INTEGER_DIGITS = 300
@@ -25,13 +25,7 @@ def json_object() -> dict[str, Any]:
     except UnicodeEncodeError:
         raise BadRequest("The JSON body contains text that is not valid Unicode.") from None
     if not isinstance(body, dict):
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "The request body must be a JSON object.",
-            "validation-error",
-            errors={"body": "must be a JSON object"},
-        )
+        raise validation_problem({"body": "must be a JSON object"})
     return body
 
 

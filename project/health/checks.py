@@ -22,7 +22,6 @@ def check_database() -> str | None:
     """Check the database answers and its schema is at the migrations' head."""
     try:
         with db.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
             has_version_table = db.inspect(connection).has_table("alembic_version")
             current = (
                 set(connection.scalars(text("SELECT version_num FROM alembic_version")))

@@ -58,10 +58,13 @@ def record_task(task_id: str, name: str, args: list[Any]) -> None:
 
 
 def record_published_task(headers: dict[str, Any], body: Any, **_: Any) -> None:
-    """Record a task as it is published (`divide.delay` in `flask shell`, a retry, ...)."""
+    """Record a task as it is published, however it was queued (`divide.delay` in `flask shell`).
+
+    Skipped for retries (the first publish recorded them) and for Celery's own tasks.
+    """
     name = headers.get("task", "")
     if _recorded_by_caller.get() or name.startswith("celery.") or headers.get("retries"):
-        return  # recorded already (by the API, or when first published) or Celery's own
+        return
     args = list(body[0]) if isinstance(body, list | tuple) and body else []
     flask_app = getattr(current_celery_app, "flask_app", None)
     context = nullcontext() if has_app_context() or flask_app is None else flask_app.app_context()

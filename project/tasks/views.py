@@ -29,8 +29,8 @@ def _short_name(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
-def _url(record: TaskRecord) -> str:
-    return url_for("tasks.get_task", task_id=record.id)
+def _url(task_id: str) -> str:
+    return url_for("tasks.get_task", task_id=task_id)
 
 
 def task_metas(task_ids: list[str]) -> list[dict[str, Any]]:
@@ -52,7 +52,7 @@ def task_view(record: TaskRecord, meta: dict[str, Any] | None = None) -> dict[st
         "id": record.id,
         "name": _short_name(record.name),
         "state": meta["status"],
-        "url": _url(record),
+        "url": _url(record.id),
         "args": record.args,
         "created_at": record.created_at.isoformat(),
     }
@@ -84,7 +84,7 @@ def queue_divide() -> tuple[Response, int, dict[str, str]]:
     except Exception:
         forget_task(task_id)  # nothing was queued
         raise
-    url = url_for("tasks.get_task", task_id=task_id)
+    url = _url(task_id)
     view = {"id": task_id, "name": "divide", "state": "PENDING", "url": url}
     return jsonify(view), 202, {"Location": url}
 
