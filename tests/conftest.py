@@ -2,7 +2,7 @@
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -138,6 +138,26 @@ def app(migrated: dict[str, str]) -> Iterator[Flask]:
         db.session.commit()
         for engine in db.engines.values():
             engine.dispose()
+
+
+@pytest.fixture
+def app_with(
+    monkeypatch: pytest.MonkeyPatch, migrated: dict[str, str]
+) -> Iterator[Callable[..., Flask]]:
+    """Build apps with some settings changed in the environment.
+
+    `create_app` reconfigures Celery's global app, so afterwards the settings are restored
+    and an app is built again: later tests must not publish to a broker this one made up.
+    """
+
+    def build(**settings: str) -> Flask:
+        for name, value in settings.items():
+            monkeypatch.setenv(name, value)
+        return create_app("testing")
+
+    yield build
+    monkeypatch.undo()
+    create_app("testing")
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """Liveness and readiness, including a database that is not migrated yet."""
 
-import pytest
+from collections.abc import Callable
+
+from flask import Flask
 from flask.testing import FlaskClient
 
-from project import create_app
 from tests.conftest import Databases
 from tests.support import BIN, free_port, run_cli
 from tests.test_users_api import assert_problem
@@ -22,11 +23,10 @@ def test_readyz_answers_200_when_migrated_and_broker_up(client: FlaskClient) -> 
 
 
 def test_readyz_names_flask_db_upgrade_until_it_runs(
-    monkeypatch: pytest.MonkeyPatch, migrated: dict[str, str], databases: Databases
+    app_with: Callable[..., Flask], migrated: dict[str, str], databases: Databases
 ) -> None:
     url = databases.create()
-    monkeypatch.setenv("DATABASE_URL", url)
-    client = create_app("testing").test_client()
+    client = app_with(DATABASE_URL=url).test_client()
     body = assert_problem(client.get("/readyz"), 503)
     assert set(body["checks"]) == {"database"}
     assert "flask db upgrade" in body["checks"]["database"]
@@ -36,16 +36,12 @@ def test_readyz_names_flask_db_upgrade_until_it_runs(
     assert client.get("/readyz").status_code == 200
 
 
-def test_readyz_names_each_unreachable_dependency(
-    monkeypatch: pytest.MonkeyPatch, migrated: dict[str, str]
-) -> None:
-    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/none")
-    monkeypatch.setenv("CELERY_BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")
-    try:
-        body = assert_problem(create_app("testing").test_client().get("/readyz"), 503)
-    finally:
-        monkeypatch.undo()
-        create_app("testing")  # point Celery back at the live broker for later tests
+def test_readyz_names_each_unreachable_dependency(app_with: Callable[..., Flask]) -> None:
+    app = app_with(
+        DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/none",
+        CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0",
+    )
+    body = assert_problem(app.test_client().get("/readyz"), 503)
     assert set(body["checks"]) == {"database", "broker"}
     assert "DATABASE_URL" in body["checks"]["database"]
     assert "CELERY_BROKER_URL" in body["checks"]["broker"]

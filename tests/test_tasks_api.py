@@ -1,11 +1,15 @@
 """The tasks API against a real worker, Redis and PostgreSQL."""
 
+from collections.abc import Callable
+
 import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
-from project import create_app
+from project import db
+from project.tasks.models import TaskRecord
 from project.users.tasks import divide
 from tests.support import Process, free_port, wait_for
 from tests.test_users_api import assert_problem
@@ -101,25 +105,18 @@ def test_task_queued_from_code_is_listed(app: Flask, client: FlaskClient, worker
     assert follow(client, f"/tasks/{result.id}")["result"] == 0.75
 
 
-def test_broker_down_returns_503_and_keeps_no_record(
-    monkeypatch: pytest.MonkeyPatch, migrated: dict[str, str]
-) -> None:
+def test_broker_down_returns_503_and_keeps_no_record(app_with: Callable[..., Flask]) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    monkeypatch.setenv("CELERY_BROKER_URL", dead)
-    monkeypatch.setenv("CELERY_RESULT_BACKEND", dead)
-    client = create_app("testing").test_client()
-    try:
-        body = assert_problem(client.post("/tasks/divide", json={"x": 1, "y": 2}), 503)
-        assert "queue" in body["detail"]
-    finally:
-        monkeypatch.undo()
-        create_app("testing")  # point Celery back at the live broker for later tests
-    assert create_app("testing").test_client().get("/tasks/").get_json()["items"] == []
+    app = app_with(CELERY_BROKER_URL=dead, CELERY_RESULT_BACKEND=dead)
+    body = assert_problem(app.test_client().post("/tasks/divide", json={"x": 1, "y": 2}), 503)
+    assert "queue" in body["detail"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(TaskRecord)) == 0
 
 
-def test_database_down_returns_503_problem(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/none")
-    client = create_app("testing").test_client()
+def test_database_down_returns_503_problem(app_with: Callable[..., Flask]) -> None:
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/none"
+    client = app_with(DATABASE_URL=dead).test_client()
     assert_problem(client.get("/users/1"), 503)
     assert_problem(client.post("/tasks/divide", json={"x": 1, "y": 2}), 503)
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.faults.accounting import account, submit_divisions
 from tests.support import REPO_ROOT, free_port, report, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -182,63 +183,49 @@ def test_data_survives_a_web_restart(stack: Stack) -> None:
     assert stack.request("GET", f"/users/{user['id']}") == (200, user)
 
 
-def submit(stack: Stack, count: int) -> dict[str, float]:
-    expected = {}
-    for i in range(count):
-        status, body = stack.request("POST", "/tasks/divide", {"x": i, "y": 4})
-        assert status == 202
-        expected[body["id"]] = i / 4
-    return expected
+class ServiceLogs:
+    """A Compose service's logs, read the way the fault accounting reads a worker's."""
+
+    def __init__(self, stack: Stack, service: str) -> None:
+        self.stack = stack
+        self.service = service
+
+    def output(self) -> str:
+        return self.stack.compose("logs", "--no-color", self.service).stdout
 
 
-def all_finished(stack: Stack, expected: dict[str, float], timeout: float) -> dict[str, str]:
-    """Wait for every task; return the ids whose outcome is not SUCCESS with the right value."""
-    pending = dict(expected)
-    wrong: dict[str, str] = {}
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        for task_id in list(pending):
-            _, body = stack.request("GET", f"/tasks/{task_id}")
-            if body["state"] in ("SUCCESS", "FAILURE"):
-                if body.get("result") != pending.pop(task_id):
-                    wrong[task_id] = body["state"]
-        time.sleep(1)
-    return {**wrong, **{task_id: "lost" for task_id in pending}}
+def assert_nothing_lost(
+    request: pytest.FixtureRequest, stack: Stack, name: str, expected: dict, since: float
+) -> None:
+    """Account for every task (as tests/faults does), print its figures, insist none is lost."""
+    tally = account(stack.base_url, expected, [ServiceLogs(stack, "worker")], since, timeout=120)
+    report(request, tally.line(name))
+    assert tally.lost == 0, tally.lost_ids
+    assert tally.succeeded == len(expected) and tally.failed == tally.wrong == 0
 
 
 def test_sigkilled_worker_container_loses_no_task(
     request: pytest.FixtureRequest, stack: Stack
 ) -> None:
-    expected = submit(stack, 20)
-    wait_for(lambda: "succeeded in" in stack.compose("logs", "worker").stdout, 60, "work to start")
+    expected = submit_divisions(stack.base_url, 20)
+    worker_log = ServiceLogs(stack, "worker")
+    wait_for(lambda: "succeeded in" in worker_log.output(), 60, "work to start")
     killed_at = time.monotonic()
     stack.compose("kill", "-s", "SIGKILL", "worker")
     stack.compose("up", "-d", "--wait", "worker")
-    problems = all_finished(stack, expected, timeout=120)
-    report(
-        request,
-        f"compose worker SIGKILL: submitted={len(expected)} lost={len(problems)} "
-        f"recovery_s={time.monotonic() - killed_at:.1f}",
-    )
-    assert problems == {}
+    assert_nothing_lost(request, stack, "compose worker SIGKILL", expected, killed_at)
 
 
 def test_redis_restart_keeps_the_queued_backlog(
     request: pytest.FixtureRequest, stack: Stack
 ) -> None:
     stack.compose("stop", "worker")
-    expected = submit(stack, 20)
+    expected = submit_divisions(stack.base_url, 20)
     restarted_at = time.monotonic()
     stack.compose("restart", "redis")
     wait_for(lambda: stack.request("GET", "/readyz")[0] == 200, 60, "web to be ready again")
     stack.compose("up", "-d", "--wait", "worker")
-    problems = all_finished(stack, expected, timeout=120)
-    report(
-        request,
-        f"compose redis restart: submitted={len(expected)} lost={len(problems)} "
-        f"recovery_s={time.monotonic() - restarted_at:.1f}",
-    )
-    assert problems == {}
+    assert_nothing_lost(request, stack, "compose redis restart", expected, restarted_at)
 
 
 def test_flower_requires_basic_auth(stack: Stack) -> None:

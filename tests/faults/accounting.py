@@ -8,8 +8,7 @@ import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-
-from tests.support import Process
+from typing import Protocol
 
 
 def http(method: str, url: str, body: dict | None = None) -> tuple[int, str, dict | None]:
@@ -61,8 +60,18 @@ class Tally:
         )
 
 
+class WorkerLog(Protocol):
+    """Anything that can show a worker's log: a Process, or a Compose service's logs."""
+
+    def output(self) -> str: ...
+
+
 def account(
-    base_url: str, expected: dict[str, float], workers: list[Process], since: float, timeout: float
+    base_url: str,
+    expected: dict[str, float],
+    workers: list[WorkerLog],
+    since: float,
+    timeout: float,
 ) -> Tally:
     """Wait until every task is final (or `timeout`), then count outcomes and duplicates."""
     tally = Tally(submitted=len(expected))
@@ -89,7 +98,7 @@ def account(
     return tally
 
 
-def duplicate_executions(workers: list[Process], task_ids: set[str]) -> int:
+def duplicate_executions(workers: list[WorkerLog], task_ids: set[str]) -> int:
     """Count executions beyond the first, from the workers' "succeeded" log lines."""
     pattern = re.compile(r"Task project\.users\.tasks\.divide\[([^\]]+)\] (?:succeeded|raised)")
     runs = Counter(

@@ -3,12 +3,13 @@
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from celery.result import AsyncResult
+from flask import Flask
 
-from project import create_app
 from tests.faults.accounting import http
 from tests.faults.servers import PrivatePostgres
 from tests.support import BIN, Process, report, run_cli, start_gunicorn, start_worker, wait_for
@@ -53,7 +54,7 @@ class Load:
 
 def test_postgres_restart_costs_only_503s_while_down(
     request: pytest.FixtureRequest,
-    monkeypatch: pytest.MonkeyPatch,
+    app_with: Callable[..., Flask],
     private_postgres: PrivatePostgres,
     fault_env: dict[str, str],
     log_dir: Path,
@@ -63,9 +64,9 @@ def test_postgres_restart_costs_only_503s_while_down(
     assert run_cli([str(BIN / "flask"), "db", "upgrade"], env).returncode == 0
     server, base_url = start_gunicorn(env, log_dir)
     workers.append(start_worker(env, log_dir, concurrency=1, extra=("-I", "tests.worker_tasks")))
-    for key in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
-        monkeypatch.setenv(key, env[key])
-    app = create_app("testing")
+    app = app_with(
+        **{key: env[key] for key in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")}
+    )
     try:
         status, _, user = http("POST", f"{base_url}/users/", {"username": "u", "email": "u@x.io"})
         assert status == 201
@@ -84,8 +85,6 @@ def test_postgres_restart_costs_only_503s_while_down(
         wait_for(lambda: AsyncResult(task_id).state == "SUCCESS", 90, "the task to succeed")
     finally:
         server.stop()
-        monkeypatch.undo()
-        create_app("testing")  # point Celery back at the session's services
 
     outcomes = [outcome for client in load.results for outcome in client]
     server_errors = [o for o in outcomes if o[2] >= 500 and (o[2], o[3]) != (503, PROBLEM_JSON)]
