@@ -5,6 +5,11 @@ from alembic import context
 from flask import current_app
 from sqlalchemy import text
 
+from project.features import import_feature_modules
+
+# Every feature's models, imported here so autogenerate sees a model no view imports yet.
+import_feature_modules("models")
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config

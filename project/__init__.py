@@ -3,7 +3,7 @@
 import logging
 import sys
 
-from flask import Flask
+from apiflask import APIFlask
 from flask_celeryext import FlaskCeleryExt
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -11,7 +11,13 @@ from sqlalchemy import MetaData
 
 from project.celery_utils import make_celery
 from project.config import REPO_ROOT, load_config
+from project.features import import_feature_modules
+from project.openapi import init_openapi
 from project.security import init_security_headers
+from project.validation import init_json_body_checks
+
+API_TITLE = "Flask + Celery stack"
+API_VERSION = "1.0.0"
 
 # Named constraints let migrations alter them and let the API tell which unique field clashed.
 NAMING_CONVENTION = {
@@ -32,15 +38,25 @@ migrate = Migrate()
 ext_celery = FlaskCeleryExt(create_celery_app=make_celery)
 
 
-def create_app(config_name: str | None = None) -> Flask:
+def create_app(config_name: str | None = None) -> APIFlask:
     """Create and configure the Flask application."""
-    # No app-level static folder: each blueprint serves its own files.
-    app = Flask(__name__, static_folder=None)
+    # No app-level static folder: each blueprint serves its own files. APIFlask serves the
+    # OpenAPI document at /openapi.json; /docs is the docs blueprint's self-hosted page.
+    app = APIFlask(
+        __name__,
+        title=API_TITLE,
+        version=API_VERSION,
+        static_folder=None,
+        docs_path=None,
+        json_errors=False,
+    )
     app.config.from_object(load_config(config_name))
     configure_logging()
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
+    init_json_body_checks(app)
+    init_openapi(app)
     init_security_headers(app)
     register_shell_context(app)
     return app
@@ -57,10 +73,11 @@ def configure_logging() -> None:
         )
 
 
-def register_extensions(app: Flask) -> None:
-    """Bind the database, migrations and Celery to the app."""
+def register_extensions(app: APIFlask) -> None:
+    """Bind the database, migrations and Celery to the app, and load every feature's models."""
     from project.tasks.records import connect_task_recording
 
+    import_feature_modules("models")
     db.init_app(app)
     # An absolute path, so `flask db` and /readyz find the migrations from any directory.
     migrate.init_app(app, db, directory=str(REPO_ROOT / "migrations"))
@@ -68,7 +85,7 @@ def register_extensions(app: Flask) -> None:
     connect_task_recording()
 
 
-def register_blueprints(app: Flask) -> None:
+def register_blueprints(app: APIFlask) -> None:
     """Mount the feature blueprints."""
     from project.docs.views import docs_blueprint
     from project.health.views import health_blueprint
@@ -83,14 +100,14 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(docs_blueprint)
 
 
-def register_error_handlers(app: Flask) -> None:
+def register_error_handlers(app: APIFlask) -> None:
     """Answer every error with an RFC 9457 problem+json body."""
     from project.errors import init_error_handlers
 
     init_error_handlers(app)
 
 
-def register_shell_context(app: Flask) -> None:
+def register_shell_context(app: APIFlask) -> None:
     """Expose `app`, `db` and `User` in `flask shell`."""
     from project.users.models import User
 

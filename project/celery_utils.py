@@ -1,8 +1,7 @@
-"""Celery set-up: configure Celery's current app from the Flask config."""
+"""Celery set-up: one Celery app per Flask app, configured from the Flask config."""
 
 import logging
 import sys
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +10,8 @@ from celery import current_app as current_celery_app
 from flask import Flask
 from flask_celeryext import AppContextTask
 from sqlalchemy.exc import OperationalError
+
+from project.features import feature_packages
 
 NAMESPACE = "CELERY_"
 
@@ -43,28 +44,19 @@ def celery_settings(flask_config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def make_celery(app: Flask) -> Celery:
-    """Configure Celery's current app from `app`, so `shared_task` tasks run in its context."""
-    celery = current_celery_app
-    celery.config_from_object(celery_settings(app.config))
-    forget_clients(celery)
-    # Every task runs inside the Flask app context, whose teardown removes the
-    # task's database session whether the task succeeded or failed.
-    celery.Task = FlaskTask
-    # The most recently created app serves the tasks (create_app may run many times).
-    celery.flask_app = app
-    return celery
+    """Build this app's Celery app from the `CELERY_*` settings and make it the default.
 
-
-def forget_clients(celery: Celery) -> None:
-    """Drop cached broker and result-backend clients, so a new configuration takes effect.
-
-    Celery caches them on first use; without this a second `create_app` with another
-    broker URL (the tests do this) would go on publishing to the first one.
+    Every task runs inside the Flask app context (`FlaskTask`), whose teardown removes the
+    task's database session whether the task succeeded or failed. Being the default app,
+    it serves `shared_task` tasks; each feature's `tasks` module is found by itself.
     """
-    celery._pool = None
-    celery.__dict__.pop("amqp", None)
-    celery._backend_cache = None
-    celery._local = threading.local()
+    celery = Celery(app.import_name, task_cls=FlaskTask)
+    celery.config_from_object(celery_settings(app.config))
+    celery.flask_app = app
+    celery.autodiscover_tasks(list(feature_packages()))
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery
 
 
 @signals.worker_process_init.connect(weak=False, dispatch_uid="project.forget_connections")

@@ -3,7 +3,8 @@
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from apiflask import APIFlask, HTTPError
+from flask import Response, jsonify, request
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -50,10 +51,37 @@ def validation_problem(errors: dict[str, str]) -> Problem:
     return Problem(
         422,
         "Unprocessable Content",
-        "The request body has invalid fields: " + ", ".join(sorted(errors)) + ".",
+        "The request has invalid fields: " + ", ".join(sorted(errors)) + ".",
         "validation-error",
         errors=errors,
     )
+
+
+# Pydantic's wording of the common cases, in the words the rest of the API uses.
+FRIENDLIER = {
+    "Field required": "is required",
+    "Extra inputs are not permitted": "is not a known field",
+}
+
+
+def field_errors(detail: dict[str, dict[str, list[str]]]) -> dict[str, str]:
+    """Flatten APIFlask's `{location: {field.path: [messages]}}` into `{field: message}`."""
+    errors: dict[str, str] = {}
+    for fields in detail.values():
+        for path, messages in fields.items():
+            # "_schema" is the input as a whole (no field given, or not an object).
+            field = "body" if path == "_schema" else path.split(".", 1)[0]
+            message = messages[0].removeprefix("Value error, ")
+            errors.setdefault(field, FRIENDLIER.get(message, message))
+    return errors
+
+
+def handle_http_error(error: HTTPError) -> tuple[Response, int]:
+    """Answer APIFlask's errors (a schema refused the input) as problems."""
+    if error.status_code == 422 and isinstance(error.detail, dict):
+        return handle_problem(validation_problem(field_errors(error.detail)))
+    title = error.message or "Error"
+    return problem_response(error.status_code, title, title, _slug(title))
 
 
 def _slug(title: str) -> str:
@@ -109,9 +137,10 @@ def handle_unexpected(error: Exception) -> tuple[Response, int]:
     )
 
 
-def init_error_handlers(app: Flask) -> None:
+def init_error_handlers(app: APIFlask) -> None:
     """Register the problem+json handlers on the app."""
     app.register_error_handler(Problem, handle_problem)
+    app.error_processor(handle_http_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(OperationalError, handle_database_unavailable)
     app.register_error_handler(BrokerError, handle_broker_unavailable)

@@ -1,11 +1,9 @@
-"""`/openapi.json` and `/docs`, a self-hosted Swagger UI (no CDN is needed)."""
+"""`/docs`: a self-hosted Swagger UI (no CDN is needed) of `/openapi.json`."""
 
 from importlib.resources import files
 
-from flask import Blueprint, Response, jsonify, render_template, send_from_directory
+from flask import Blueprint, Response, render_template, send_from_directory
 from werkzeug.exceptions import NotFound
-
-from project.docs.spec import openapi_document
 
 docs_blueprint = Blueprint(
     "docs",
@@ -18,12 +16,6 @@ docs_blueprint = Blueprint(
 # Swagger UI's files, as the swagger-ui-py package ships them.
 SWAGGER_UI_DIR = str(files("swagger_ui") / "static")
 SWAGGER_UI_FILES = {"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"}
-
-
-@docs_blueprint.get("/openapi.json")
-def openapi_json() -> Response:
-    """Return the OpenAPI 3.1 document of the API."""
-    return jsonify(openapi_document())
 
 
 @docs_blueprint.get("/docs")

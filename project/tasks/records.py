@@ -1,13 +1,14 @@
 """Keep a record of every task published, however it was queued."""
 
 import json
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any
 
+from celery import Task, signals
 from celery import current_app as current_celery_app
-from celery import signals
 from flask import has_app_context
 from sqlalchemy import delete, insert, text
 from sqlalchemy.exc import IntegrityError
@@ -87,3 +88,20 @@ def forget_task(task_id: str) -> None:
     """Delete a task's record (the publish it was made for failed)."""
     with db.engine.begin() as connection:
         connection.execute(delete(TaskRecord).where(TaskRecord.id == task_id))
+
+
+def enqueue(task: Task, *args: Any) -> str:
+    """Record and queue `task(*args)`; return its id. Nothing is left behind if queueing fails.
+
+    The record comes first, so a worker never runs a task the API cannot show; a publish
+    that fails (broker down) deletes it again and re-raises (the API answers 503).
+    """
+    task_id = str(uuid.uuid4())
+    record_task(task_id, task.name, list(args))
+    try:
+        with recorded_by_caller():
+            task.apply_async(args, task_id=task_id)
+    except Exception:
+        forget_task(task_id)
+        raise
+    return task_id

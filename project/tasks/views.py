@@ -1,36 +1,49 @@
 """The tasks JSON API: queue `divide`, follow a task, list recent tasks."""
 
-import uuid
 from typing import Any
 
+from apiflask import APIBlueprint
 from celery import current_app as current_celery_app
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import url_for
 from sqlalchemy import select
 
 from project import db
 from project.errors import Problem, validation_problem
+from project.schemas import LocationHeader
 from project.tasks.models import TaskRecord
-from project.tasks.records import forget_task, record_task, recorded_by_caller
+from project.tasks.records import enqueue
+from project.tasks.schemas import (
+    DivideIn,
+    QueuedTask,
+    TaskOut,
+    TaskPage,
+    TaskPageQuery,
+    TaskWaitQuery,
+)
 from project.users.tasks import divide
-from project.validation import finite_number, json_object, query_int, query_seconds
 
-tasks_blueprint = Blueprint("tasks", __name__, url_prefix="/tasks")
+tasks_blueprint = APIBlueprint("tasks", __name__, url_prefix="/tasks", tag="Tasks")
 
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 MAX_TASK_ID_LENGTH = 64  # the column's size
-# Long enough to save most polls, short enough not to hold a gunicorn thread for long.
-MAX_WAIT_SECONDS = 10.0
+NOT_FOUND = {404: "This service never issued that task id."}
 
 
 def _short_name(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
-def _url(task_id: str) -> str:
+def task_url(task_id: str) -> str:
+    """Return the URL that follows a task."""
     return url_for("tasks.get_task", task_id=task_id)
+
+
+def queued(task_id: str, name: str) -> tuple[dict[str, str], int, dict[str, str]]:
+    """Answer 202 for a task just queued, with its URL in `Location`."""
+    url = task_url(task_id)
+    view = {"id": task_id, "name": _short_name(name), "state": "PENDING", "url": url}
+    return view, 202, {"Location": url}
 
 
 def task_metas(task_ids: list[str]) -> list[dict[str, Any]]:
@@ -52,12 +65,11 @@ def task_view(record: TaskRecord, meta: dict[str, Any] | None = None) -> dict[st
         "id": record.id,
         "name": _short_name(record.name),
         "state": meta["status"],
-        "url": _url(record.id),
+        "url": task_url(record.id),
         "args": record.args,
-        "created_at": record.created_at.isoformat(),
+        "created_at": record.created_at,
+        "finished_at": meta.get("date_done"),
     }
-    if meta.get("date_done"):
-        view["finished_at"] = str(meta["date_done"])
     if meta["status"] == "SUCCESS":
         view["result"] = meta["result"]
     elif meta["status"] in ("FAILURE", "RETRY") and isinstance(meta["result"], BaseException):
@@ -67,26 +79,11 @@ def task_view(record: TaskRecord, meta: dict[str, Any] | None = None) -> dict[st
 
 
 @tasks_blueprint.post("/divide")
-def queue_divide() -> tuple[Response, int, dict[str, str]]:
+@tasks_blueprint.input(DivideIn, arg_name="operands")
+@tasks_blueprint.output(QueuedTask, status_code=202, headers=LocationHeader)
+def queue_divide(operands: DivideIn) -> tuple[dict[str, str], int, dict[str, str]]:
     """Queue `divide(x, y)`; y = 0 is accepted and fails in the worker."""
-    body = json_object()
-    errors: dict[str, str] = {}
-    x = finite_number(body, "x", errors)
-    y = finite_number(body, "y", errors)
-    if errors:
-        raise validation_problem(errors)
-    task_id = str(uuid.uuid4())
-    # Recorded before publishing, so the worker never runs a task the API cannot show.
-    record_task(task_id, divide.name, [x, y])
-    try:
-        with recorded_by_caller():
-            divide.apply_async((x, y), task_id=task_id)
-    except Exception:
-        forget_task(task_id)  # nothing was queued
-        raise
-    url = _url(task_id)
-    view = {"id": task_id, "name": "divide", "state": "PENDING", "url": url}
-    return jsonify(view), 202, {"Location": url}
+    return queued(enqueue(divide, operands.x, operands.y), divide.name)
 
 
 def _find(task_id: str) -> TaskRecord | None:
@@ -97,15 +94,17 @@ def _find(task_id: str) -> TaskRecord | None:
 
 
 @tasks_blueprint.get("/<task_id>")
-def get_task(task_id: str) -> Response:
+@tasks_blueprint.input(TaskWaitQuery, location="query", arg_name="query")
+@tasks_blueprint.output(TaskOut)
+@tasks_blueprint.doc(responses=NOT_FOUND)
+def get_task(task_id: str, query: TaskWaitQuery) -> dict[str, Any]:
     """Return a task's state and result or error; `?wait=S` first waits up to S s for the end."""
-    wait = query_seconds("wait", MAX_WAIT_SECONDS)
     record = _find(task_id)
     if record is None:
         raise Problem(404, "Not Found", "This service never issued that task id.", "not-found")
-    if wait:
-        wait_until_finished(record.id, wait)
-    return jsonify(task_view(record))
+    if query.wait:
+        wait_until_finished(record.id, query.wait)
+    return task_view(record)
 
 
 def wait_until_finished(task_id: str, timeout: float) -> None:
@@ -117,21 +116,21 @@ def wait_until_finished(task_id: str, timeout: float) -> None:
 
 
 @tasks_blueprint.get("/")
-def list_tasks() -> Response:
+@tasks_blueprint.input(TaskPageQuery, location="query", arg_name="page")
+@tasks_blueprint.output(TaskPage)
+def list_tasks(page: TaskPageQuery) -> dict[str, Any]:
     """List the tasks this service issued, newest first, `limit` at a time after task `after`."""
-    limit = query_int("limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    query = select(TaskRecord).order_by(TaskRecord.seq.desc()).limit(limit + 1)
-    after = request.args.get("after")
-    if after is not None:
-        cursor = _find(after)
+    query = select(TaskRecord).order_by(TaskRecord.seq.desc()).limit(page.limit + 1)
+    if page.after is not None:
+        cursor = _find(page.after)
         if cursor is None:
             raise validation_problem({"after": "must be the id of a listed task"})
         query = query.where(TaskRecord.seq < cursor.seq)
     rows = db.session.scalars(query).all()
-    page = rows[:limit]
+    records = rows[: page.limit]
     next_url = None
-    if len(rows) > limit:
-        next_url = url_for("tasks.list_tasks", limit=limit, after=page[-1].id)
-    metas = task_metas([record.id for record in page])
-    items = [task_view(record, meta) for record, meta in zip(page, metas, strict=True)]
-    return jsonify({"items": items, "next": next_url})
+    if len(rows) > page.limit:
+        next_url = url_for("tasks.list_tasks", limit=page.limit, after=records[-1].id)
+    metas = task_metas([record.id for record in records])
+    items = [task_view(record, meta) for record, meta in zip(records, metas, strict=True)]
+    return {"items": items, "next": next_url}

@@ -21,7 +21,3 @@ class User(db.Model):
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.username!r}>"
-
-    def to_dict(self) -> dict[str, int | str]:
-        """Return the user as the API shows it."""
-        return {"id": self.id, "username": self.username, "email": self.email}

@@ -1,53 +1,98 @@
-"""Validation of user payloads."""
+"""The users API's payloads: what a client sends and what it gets back."""
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from project.errors import validation_problem
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-MAX_LENGTH = 128
+from project.schemas import MAX_ID, PageQuery, clean_text, optional_not_nullable, trimmed_text
+
+MAX_LENGTH = 128  # the columns' size
 # Plausible, not RFC 5322: one @, no spaces, a dot in the domain.
-EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+EMAIL = r"[^@\s\x00]+@[^@\s\x00]+\.[^@\s.\x00]+"
 
 
-def _text(body: dict[str, Any], field: str, errors: dict[str, str]) -> str | None:
-    value = body.get(field)
-    if value is None:
-        errors[field] = "is required"
-        return None
-    if not isinstance(value, str):
-        errors[field] = "must be a string"
-        return None
-    value = value.strip()
-    if not value:
-        errors[field] = "must not be blank"
-    elif len(value) > MAX_LENGTH:
-        errors[field] = f"must be at most {MAX_LENGTH} characters"
-    elif "\x00" in value:
-        errors[field] = "must not contain NUL characters"
-    else:
-        return value
-    return None
+def email_address(value: Any) -> str:
+    """Accept a plausible email address; return it trimmed and lower-cased."""
+    value = clean_text(value, MAX_LENGTH)
+    if not re.fullmatch(EMAIL, value):
+        raise PydanticCustomError("invalid", "must be an email address like name@example.com")
+    # Addresses differ by case only in theory; treat them as one.
+    return value.lower()
 
 
-def validate_user(body: dict[str, Any], partial: bool = False) -> dict[str, str]:
-    """Return the cleaned username and email, or raise 422 naming each bad field."""
-    errors: dict[str, str] = {}
-    cleaned: dict[str, str] = {}
-    fields = [f for f in ("username", "email") if not partial or f in body]
-    if partial and not fields:
-        raise validation_problem({"body": "give username, email or both"})
-    for field in fields:
-        value = _text(body, field, errors)
-        if value is None:
-            continue
-        if field == "email":
-            if not EMAIL_PATTERN.fullmatch(value):
-                errors[field] = "must be an email address like name@example.com"
-                continue
-            # Addresses differ by case only in theory; treat them as one.
-            value = value.lower()
-        cleaned[field] = value
-    if errors:
-        raise validation_problem(errors)
-    return cleaned
+Username = trimmed_text(MAX_LENGTH)
+Email = Annotated[
+    str,
+    PlainValidator(email_address),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": rf"^\s*(?=\S{{1,{MAX_LENGTH}}}\s*$){EMAIL}\s*$",
+            "description": f"An address like name@example.com, at most {MAX_LENGTH} characters; "
+            "stored lower-cased.",
+        }
+    ),
+]
+
+
+class UserIn(BaseModel):
+    """A new user."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: Username
+    email: Email
+
+
+class UserPatch(BaseModel):
+    """The fields of a user to change: one or both."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=optional_not_nullable({"minProperties": 1})
+    )
+
+    # None only when absent: an explicit null is refused like any other non-string.
+    username: Username = None
+    email: Email = None
+
+    @model_validator(mode="after")
+    def _some_field_given(self) -> "UserPatch":
+        if not self.model_fields_set:
+            raise PydanticCustomError("invalid", "give username, email or both")
+        return self
+
+    def changes(self) -> dict[str, str]:
+        """Return the fields the client sent."""
+        return self.model_dump(include=self.model_fields_set)
+
+
+class UserOut(BaseModel):
+    """A user as the API shows it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    username: str
+    email: str
+
+
+class UserPageQuery(PageQuery):
+    """Keyset pagination: `limit` users with an id greater than `after`."""
+
+    after: int = Field(0, ge=0, le=MAX_ID, description="Show users with a greater id.")
+
+
+class UserPage(BaseModel):
+    """A page of users, by id; `next` is the next page's URL, null on the last."""
+
+    items: list[UserOut]
+    next: str | None

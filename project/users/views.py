@@ -1,20 +1,19 @@
 """The users JSON API: create, read, update, delete and list with keyset pagination."""
 
-from flask import Blueprint, Response, jsonify, url_for
+from apiflask import APIBlueprint
+from flask import url_for
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from project import db
 from project.errors import Problem
+from project.schemas import MAX_ID, LocationHeader
 from project.users.models import User
-from project.users.schemas import validate_user
-from project.validation import json_object, query_int
+from project.users.schemas import UserIn, UserOut, UserPage, UserPageQuery, UserPatch
 
-users_blueprint = Blueprint("users", __name__, url_prefix="/users")
+users_blueprint = APIBlueprint("users", __name__, url_prefix="/users", tag="Users")
 
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
-MAX_ID = 2**31 - 1
+CONFLICT = {409: "The username or email is taken; `errors` names the field."}
 
 
 def _conflicting_field(error: IntegrityError) -> str:
@@ -49,47 +48,54 @@ def _get_or_404(user_id: int) -> User:
 
 
 @users_blueprint.post("/")
-def create_user() -> tuple[Response, int, dict[str, str]]:
-    """Create a user from `{"username", "email"}`."""
-    fields = validate_user(json_object())
-    user = User(**fields)
+@users_blueprint.input(UserIn, arg_name="new")
+@users_blueprint.output(UserOut, status_code=201, headers=LocationHeader)
+@users_blueprint.doc(responses=CONFLICT)
+def create_user(new: UserIn) -> tuple[User, int, dict[str, str]]:
+    """Create a user."""
+    user = User(username=new.username, email=new.email)
     db.session.add(user)
     _commit_or_conflict()
-    return jsonify(user.to_dict()), 201, {"Location": url_for("users.get_user", user_id=user.id)}
+    return user, 201, {"Location": url_for("users.get_user", user_id=user.id)}
 
 
 @users_blueprint.get("/")
-def list_users() -> Response:
-    """List users by id, `limit` at a time, starting after the id `after`."""
-    limit = query_int("limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    after = query_int("after", 0, 0, MAX_ID)
+@users_blueprint.input(UserPageQuery, location="query", arg_name="page")
+@users_blueprint.output(UserPage)
+def list_users(page: UserPageQuery) -> dict:
+    """List users by id, `limit` at a time, after the id `after`."""
     rows = db.session.scalars(
-        select(User).where(User.id > after).order_by(User.id).limit(limit + 1)
+        select(User).where(User.id > page.after).order_by(User.id).limit(page.limit + 1)
     ).all()
-    page = rows[:limit]
+    items = rows[: page.limit]
     next_url = None
-    if len(rows) > limit:
-        next_url = url_for("users.list_users", limit=limit, after=page[-1].id)
-    return jsonify({"items": [user.to_dict() for user in page], "next": next_url})
+    if len(rows) > page.limit:
+        next_url = url_for("users.list_users", limit=page.limit, after=items[-1].id)
+    return {"items": items, "next": next_url}
 
 
 @users_blueprint.get("/<int:user_id>")
-def get_user(user_id: int) -> Response:
+@users_blueprint.output(UserOut)
+def get_user(user_id: int) -> User:
     """Return one user."""
-    return jsonify(_get_or_404(user_id).to_dict())
+    return _get_or_404(user_id)
 
 
 @users_blueprint.patch("/<int:user_id>")
-def update_user(user_id: int) -> Response:
-    """Change a user's username and/or email."""
+@users_blueprint.input(UserPatch, arg_name="patch")
+@users_blueprint.output(UserOut)
+@users_blueprint.doc(responses=CONFLICT)
+def update_user(user_id: int, patch: UserPatch) -> User:
+    """Change a user's username, email or both."""
     user = _get_or_404(user_id)
-    for field, value in validate_user(json_object(), partial=True).items():
+    for field, value in patch.changes().items():
         setattr(user, field, value)
     _commit_or_conflict()
-    return jsonify(user.to_dict())
+    return user
 
 
 @users_blueprint.delete("/<int:user_id>")
+@users_blueprint.output({}, status_code=204)
 def delete_user(user_id: int) -> tuple[str, int]:
     """Delete a user."""
     db.session.delete(_get_or_404(user_id))

@@ -1,0 +1,76 @@
+"""The tasks API's payloads."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from project.schemas import FiniteNumber, PageQuery
+
+# Long enough to save most polls, short enough not to hold a gunicorn thread for long.
+MAX_WAIT_SECONDS = 10.0
+
+
+class DivideIn(BaseModel):
+    """The operands of `divide(x, y)`; y = 0 is accepted and fails in the worker."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    x: FiniteNumber
+    y: FiniteNumber
+
+
+class TaskError(BaseModel):
+    """Why a task failed (never a traceback)."""
+
+    type: str = Field(description="The exception's class, e.g. ZeroDivisionError.")
+    message: str
+
+
+class QueuedTask(BaseModel):
+    """A task just queued."""
+
+    id: str
+    name: str
+    state: str = Field(description="PENDING until a worker starts it.")
+    url: str = Field(description="Where to follow the task.")
+
+
+class TaskOut(QueuedTask):
+    """A task: Celery's state, and its result or error once it has finished."""
+
+    state: str = Field(description="PENDING, STARTED, SUCCESS, FAILURE or RETRY.")
+    args: list[Any] = Field(description="The task's positional arguments.")
+    created_at: datetime
+    finished_at: datetime | None = None
+    result: Any = Field(None, description="The return value, on SUCCESS.")
+    error: TaskError | None = Field(
+        None, description="On FAILURE (and RETRY): what went wrong.", exclude_if=lambda v: v is None
+    )
+
+
+class TaskWaitQuery(BaseModel):
+    """`wait`: how long to wait for the task to finish before answering."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    wait: float = Field(
+        0,
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        allow_inf_nan=False,
+        description="Seconds to wait for the task to finish before answering (long poll).",
+    )
+
+
+class TaskPageQuery(PageQuery):
+    """Newest first: `limit` tasks queued before the task `after`."""
+
+    after: str | None = Field(None, description="The id of the last task of the previous page.")
+
+
+class TaskPage(BaseModel):
+    """A page of tasks, newest first; `next` is the next page's URL, null on the last."""
+
+    items: list[TaskOut]
+    next: str | None
