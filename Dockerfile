@@ -1,13 +1,15 @@
 # One image for the web server, the Celery worker and the migration step.
 
 FROM python:3.13-slim-trixie AS build
-# Which requirements to install: compose.dev.yml asks for requirements-dev.txt.
+# Which lock to install: compose.dev.yml asks for requirements-dev.txt.
 ARG REQUIREMENTS=requirements.txt
 RUN python -m venv /opt/venv
 WORKDIR /build
-# Dependencies first, in their own layer: a source change does not reinstall them.
+# Dependencies first, in their own layer: a source change does not reinstall them. Each
+# lock (scripts/lock) pins every package with its hashes: the image gets exactly those files.
 COPY requirements*.txt ./
-RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r "$REQUIREMENTS"
+RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --require-hashes \
+    -r "$REQUIREMENTS"
 
 FROM python:3.13-slim-trixie
 ENV PYTHONUNBUFFERED=1 \
