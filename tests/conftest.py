@@ -14,9 +14,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
+from harness.processes import BIN, Process, run_cli, start_gunicorn, start_worker
+from harness.services import TEST_DATABASE_URL, TEST_REDIS_URL, unreachable_services
 from project import create_app, db
-from tests.services import TEST_DATABASE_URL, TEST_REDIS_URL, unreachable_services
-from tests.support import BIN, FIGURES, Process, run_cli, start_gunicorn, start_worker
+from tests.support import FIGURES
 
 
 def with_database(url: str, name: str) -> str:

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from harness.processes import BIN, run_cli
 from tests.conftest import Databases
-from tests.support import BIN, run_cli
 
 TUTORIAL_SHELL = """\
 from project.users.models import User

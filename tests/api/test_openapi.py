@@ -15,8 +15,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from harness.processes import Process
 from project.docs.spec import openapi_document
-from tests.support import Process
 
 EXAMPLES_PER_OPERATION = 30
 # No 5xx, no undocumented status code, no response that breaks the document.

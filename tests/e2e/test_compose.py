@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.processes import REPO_ROOT, free_port, wait_for
 from tests.faults.accounting import account, submit_divisions
-from tests.support import REPO_ROOT, free_port, report, wait_for
+from tests.support import report
 
 pytestmark = pytest.mark.e2e
 APP_SETTINGS = {

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from tests.faults.servers import PrivatePostgres, PrivateRedis
-from tests.support import Process, start_gunicorn
+from harness.processes import Process, start_gunicorn
+from harness.servers import PrivatePostgres, PrivateRedis
 
 # Short enough that a crashed worker's tasks come back within a test, and still longer
 # than the task time limit, as the config requires.

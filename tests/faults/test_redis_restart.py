@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.processes import Process, start_worker, wait_for
+from harness.servers import PrivateRedis
 from tests.faults.accounting import account, http, submit_divisions
-from tests.faults.servers import PrivateRedis
-from tests.support import Process, report, start_worker, wait_for
+from tests.support import report
 
 BACKLOG = 100
 PROBLEM_JSON = "application/problem+json"

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.processes import Process, start_worker, wait_for
 from tests.faults.accounting import account, submit_divisions
 from tests.faults.conftest import VISIBILITY_TIMEOUT_S
-from tests.support import Process, report, start_worker, wait_for
+from tests.support import report
 
 TASKS = 200
 

@@ -1,4 +1,4 @@
-"""Private Redis and PostgreSQL servers the fault tests may stop and restart at will."""
+"""Private Redis and PostgreSQL servers a run may stop and restart at will."""
 
 import glob
 import os
@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.support import free_port, wait_for
+from harness.processes import free_port, wait_for
 
 
 class PrivateRedis:
