@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import psycopg2
 import pytest
 import redis
 from _pytest.terminal import TerminalReporter
@@ -15,15 +14,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from harness.processes import BIN, Process, run_cli, start_gunicorn, start_worker
-from harness.services import TEST_DATABASE_URL, TEST_REDIS_URL, unreachable_services
+from harness.services import TEST_REDIS_URL, unreachable_services
 from project import create_app, db
-from tests.support import FIGURES
-
-
-def with_database(url: str, name: str) -> str:
-    """Return `url` with its database name replaced."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
+from tests.support import FIGURES, Databases
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -40,33 +33,6 @@ def pytest_terminal_summary(terminalreporter: TerminalReporter, config: pytest.C
         terminalreporter.section("figures")
         for line in figures:
             terminalreporter.write_line(line)
-
-
-class Databases:
-    """Creates PostgreSQL databases for this run and drops them at the end."""
-
-    def __init__(self) -> None:
-        self.created: list[str] = []
-
-    def _admin(self, sql: str) -> None:
-        connection = psycopg2.connect(TEST_DATABASE_URL)
-        connection.autocommit = True
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(sql)
-        finally:
-            connection.close()
-
-    def create(self) -> str:
-        """Create an empty database and return its URL."""
-        name = f"test_{uuid.uuid4().hex[:12]}"
-        self._admin(f'CREATE DATABASE "{name}"')
-        self.created.append(name)
-        return with_database(TEST_DATABASE_URL, name)
-
-    def drop_all(self) -> None:
-        for name in self.created:
-            self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

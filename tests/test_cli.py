@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 
 from harness.processes import BIN, run_cli
-from tests.conftest import Databases
+from tests.support import Databases
 
 TUTORIAL_SHELL = """\
 from project.users.models import User

@@ -6,8 +6,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from harness.processes import BIN, free_port, run_cli
-from tests.conftest import Databases
-from tests.test_users_api import assert_problem
+from tests.support import Databases, assert_problem
 
 
 def test_healthz_answers_200(client: FlaskClient) -> None:

@@ -12,7 +12,7 @@ from harness.processes import Process, free_port, wait_for
 from project import db
 from project.tasks.models import TaskRecord
 from project.users.tasks import divide
-from tests.test_users_api import assert_problem
+from tests.support import assert_problem
 
 
 def follow(client: FlaskClient, url: str, timeout: float = 30) -> dict:

@@ -13,8 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.processes import REPO_ROOT, free_port, wait_for
-from tests.faults.accounting import account, submit_divisions
-from tests.support import report
+from tests.support import account, report, submit_divisions
 
 pytestmark = pytest.mark.e2e
 APP_SETTINGS = {

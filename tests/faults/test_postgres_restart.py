@@ -12,8 +12,7 @@ from flask import Flask
 
 from harness.processes import BIN, Process, run_cli, start_gunicorn, start_worker, wait_for
 from harness.servers import PrivatePostgres
-from tests.faults.accounting import http
-from tests.support import report
+from tests.support import http, report
 
 CLIENTS = 4
 DOWN_S = 3

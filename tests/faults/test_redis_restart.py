@@ -7,8 +7,7 @@ import pytest
 
 from harness.processes import Process, start_worker, wait_for
 from harness.servers import PrivateRedis
-from tests.faults.accounting import account, http, submit_divisions
-from tests.support import report
+from tests.support import account, http, report, submit_divisions
 
 BACKLOG = 100
 PROBLEM_JSON = "application/problem+json"
