@@ -57,7 +57,10 @@ def postgres_bindir() -> Path:
     """Return the directory of the newest PostgreSQL server binaries installed."""
     bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(d.split("/")[-2]))
     if not bindirs:
-        raise AssertionError("PostgreSQL server binaries not found under /usr/lib/postgresql")
+        raise FileNotFoundError(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql "
+            "(apt-get install postgresql)"
+        )
     return Path(bindirs[-1])
 
 

@@ -1,4 +1,9 @@
-"""Fixtures: a PostgreSQL database and a Redis db number of this run's own, a real worker."""
+"""Fixtures: a PostgreSQL database and a Redis db number of this run's own, a real worker.
+
+A test that needs PostgreSQL or Redis gets it through `databases` or `redis_url`; if the
+service does not answer, the test is skipped with one line saying what to start (under
+CI=true it fails). Tests that need neither run without them.
+"""
 
 import os
 import uuid
@@ -14,16 +19,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from harness.processes import BIN, Process, run_cli, start_gunicorn, start_worker
-from harness.services import TEST_REDIS_URL, unreachable_services
+from harness.services import TEST_REDIS_URL, unreachable_postgres, unreachable_redis
 from project import create_app, db
-from tests.support import FIGURES, Databases
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Stop at once, in one line, if the test services are not reachable."""
-    problem = unreachable_services()
-    if problem:
-        pytest.exit(problem, 2)
+from tests.support import FIGURES, Databases, skip_or_fail
 
 
 def pytest_terminal_summary(terminalreporter: TerminalReporter, config: pytest.Config) -> None:
@@ -37,6 +35,10 @@ def pytest_terminal_summary(terminalreporter: TerminalReporter, config: pytest.C
 
 @pytest.fixture(scope="session")
 def databases() -> Iterator[Databases]:
+    """This run's databases on TEST_DATABASE_URL's server, dropped at the end."""
+    problem = unreachable_postgres()
+    if problem:
+        skip_or_fail(problem)
     dbs = Databases()
     yield dbs
     dbs.drop_all()
@@ -45,6 +47,9 @@ def databases() -> Iterator[Databases]:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """Claim an empty Redis db number for this run; flush it at the end."""
+    problem = unreachable_redis()
+    if problem:
+        skip_or_fail(problem)
     parts = urlsplit(TEST_REDIS_URL)
     marker = f"test-run-{uuid.uuid4().hex}"
     for number in range(1, 16):

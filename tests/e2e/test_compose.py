@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.processes import REPO_ROOT, free_port, wait_for
-from tests.support import account, report, submit_divisions
+from tests.support import account, report, skip_or_fail, submit_divisions
 
 pytestmark = pytest.mark.e2e
 APP_SETTINGS = {
@@ -85,10 +85,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     if not docker_engine_answers():
-        message = "no Docker engine answers: install and start one (.ci/setup-machine does)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail("no Docker engine answers: install and start one (.ci/setup-machine does)")
     stack = Stack()
     started = time.monotonic()
     try:
