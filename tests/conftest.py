@@ -5,6 +5,7 @@ service does not answer, the test is skipped with one line saying what to start 
 CI=true it fails). Tests that need neither run without them.
 """
 
+import inspect
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +23,33 @@ from harness.processes import BIN, Process, run_cli, start_gunicorn, start_worke
 from harness.services import TEST_REDIS_URL, unreachable_postgres, unreachable_redis
 from project import create_app, db
 from tests.support import FIGURES, Databases, skip_or_fail
+
+TESTS_DIR = Path(__file__).resolve().parent
+# Each of these directories is one slow tier: its tests get the marker of its name.
+TIER_DIRECTORIES = ("faults", "browser", "e2e")
+# Fixtures that start a real Celery worker (`site`: tests/browser/).
+WORKER_FIXTURES = {"worker", "workers", "site"}
+
+
+def starts_worker(item: pytest.Item) -> bool:
+    """Whether a test starts a worker: through a fixture, or by calling start_worker."""
+    if WORKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    function = getattr(item, "function", None)
+    code = getattr(inspect.unwrap(function), "__code__", None) if function else None
+    return code is not None and "start_worker" in code.co_names
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tiers (see pyproject.toml): faults, browser and e2e by directory, and worker."""
+    for item in items:
+        if not item.path.is_relative_to(TESTS_DIR):
+            continue
+        directory = item.path.relative_to(TESTS_DIR).parts[0]
+        if directory in TIER_DIRECTORIES:
+            item.add_marker(directory)
+        if starts_worker(item):
+            item.add_marker("worker")
 
 
 def pytest_terminal_summary(terminalreporter: TerminalReporter, config: pytest.Config) -> None:

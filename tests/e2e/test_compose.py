@@ -15,7 +15,6 @@ import pytest
 from harness.processes import REPO_ROOT, free_port, wait_for
 from tests.support import account, report, skip_or_fail, submit_divisions
 
-pytestmark = pytest.mark.e2e
 APP_SETTINGS = {
     "FLASK_CONFIG", "DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "SECRET_KEY",
 }  # fmt: skip
