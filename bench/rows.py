@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 from bench.measure import percentile, pgbench_select_only, redis_benchmark, wrk
 from bench.stack import BenchStack
-from tests.faults.servers import postgres_bindir
-from tests.support import REPO_ROOT, free_port
+from harness.processes import REPO_ROOT, free_port
+from harness.servers import postgres_bindir
 
 TASKS = 2000
 WARM_UP = 100

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import redis
 
-from tests.services import TEST_DATABASE_URL, TEST_REDIS_URL, unreachable_services
-from tests.support import BIN, Process, run_cli, start_gunicorn, start_worker
+from harness.processes import BIN, Process, run_cli, start_gunicorn, start_worker
+from harness.services import TEST_DATABASE_URL, TEST_REDIS_URL, unreachable_services
 
 # compose.yml's defaults.
 WEB_CONCURRENCY = "2"

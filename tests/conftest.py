@@ -1,12 +1,17 @@
-"""Fixtures: a PostgreSQL database and a Redis db number of this run's own, a real worker."""
+"""Fixtures: a PostgreSQL database and a Redis db number of this run's own, a real worker.
 
+A test that needs PostgreSQL or Redis gets it through `databases` or `redis_url`; if the
+service does not answer, the test is skipped with one line saying what to start (under
+CI=true it fails). Tests that need neither run without them.
+"""
+
+import inspect
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import psycopg2
 import pytest
 import redis
 from _pytest.terminal import TerminalReporter
@@ -14,22 +19,37 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
+from harness.processes import BIN, Process, run_cli, start_gunicorn, start_worker
+from harness.services import TEST_REDIS_URL, unreachable_postgres, unreachable_redis
 from project import create_app, db
-from tests.services import TEST_DATABASE_URL, TEST_REDIS_URL, unreachable_services
-from tests.support import BIN, FIGURES, Process, run_cli, start_gunicorn, start_worker
+from tests.support import FIGURES, Databases, skip_or_fail
+
+TESTS_DIR = Path(__file__).resolve().parent
+# Each of these directories is one slow tier: its tests get the marker of its name.
+TIER_DIRECTORIES = ("faults", "browser", "e2e")
+# Fixtures that start a real Celery worker (`site`: tests/browser/).
+WORKER_FIXTURES = {"worker", "workers", "site"}
 
 
-def with_database(url: str, name: str) -> str:
-    """Return `url` with its database name replaced."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
+def starts_worker(item: pytest.Item) -> bool:
+    """Whether a test starts a worker: through a fixture, or by calling start_worker."""
+    if WORKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    function = getattr(item, "function", None)
+    code = getattr(inspect.unwrap(function), "__code__", None) if function else None
+    return code is not None and "start_worker" in code.co_names
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Stop at once, in one line, if the test services are not reachable."""
-    problem = unreachable_services()
-    if problem:
-        pytest.exit(problem, 2)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tiers (see pyproject.toml): faults, browser and e2e by directory, and worker."""
+    for item in items:
+        if not item.path.is_relative_to(TESTS_DIR):
+            continue
+        directory = item.path.relative_to(TESTS_DIR).parts[0]
+        if directory in TIER_DIRECTORIES:
+            item.add_marker(directory)
+        if starts_worker(item):
+            item.add_marker("worker")
 
 
 def pytest_terminal_summary(terminalreporter: TerminalReporter, config: pytest.Config) -> None:
@@ -41,35 +61,12 @@ def pytest_terminal_summary(terminalreporter: TerminalReporter, config: pytest.C
             terminalreporter.write_line(line)
 
 
-class Databases:
-    """Creates PostgreSQL databases for this run and drops them at the end."""
-
-    def __init__(self) -> None:
-        self.created: list[str] = []
-
-    def _admin(self, sql: str) -> None:
-        connection = psycopg2.connect(TEST_DATABASE_URL)
-        connection.autocommit = True
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(sql)
-        finally:
-            connection.close()
-
-    def create(self) -> str:
-        """Create an empty database and return its URL."""
-        name = f"test_{uuid.uuid4().hex[:12]}"
-        self._admin(f'CREATE DATABASE "{name}"')
-        self.created.append(name)
-        return with_database(TEST_DATABASE_URL, name)
-
-    def drop_all(self) -> None:
-        for name in self.created:
-            self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(scope="session")
 def databases() -> Iterator[Databases]:
+    """This run's databases on TEST_DATABASE_URL's server, dropped at the end."""
+    problem = unreachable_postgres()
+    if problem:
+        skip_or_fail(problem)
     dbs = Databases()
     yield dbs
     dbs.drop_all()
@@ -78,6 +75,9 @@ def databases() -> Iterator[Databases]:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """Claim an empty Redis db number for this run; flush it at the end."""
+    problem = unreachable_redis()
+    if problem:
+        skip_or_fail(problem)
     parts = urlsplit(TEST_REDIS_URL)
     marker = f"test-run-{uuid.uuid4().hex}"
     for number in range(1, 16):

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from tests.conftest import Databases
-from tests.support import BIN, run_cli
+from harness.processes import BIN, run_cli
+from tests.support import Databases
 
 TUTORIAL_SHELL = """\
 from project.users.models import User

@@ -6,6 +6,14 @@ from project import create_app, ext_celery
 from project.config import REPO_ROOT, ConfigError, load_config, normalize_database_url
 
 
+@pytest.fixture
+def database_url(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Set DATABASE_URL to a PostgreSQL URL that these tests configure but never connect to."""
+    url = "postgresql://app:secret@db.invalid:5432/app"
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
@@ -20,9 +28,9 @@ def test_postgres_urls_select_psycopg2(url: str, expected: str) -> None:
 
 
 def test_postgres_url_as_users_write_it_builds_an_engine(
-    monkeypatch: pytest.MonkeyPatch, migrated: dict[str, str]
+    monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> None:
-    url = migrated["DATABASE_URL"].replace("postgresql://", "postgres://")
+    url = database_url.replace("postgresql://", "postgres://")
     monkeypatch.setenv("DATABASE_URL", url)
     app = create_app("testing")
     with app.app_context():
@@ -83,12 +91,12 @@ def test_celery_is_json_only_and_at_least_once() -> None:
     assert conf.maybe_warn_deprecated_settings() is False
 
 
-def test_database_connections_are_pinged_before_use(migrated: dict[str, str]) -> None:
+def test_database_connections_are_pinged_before_use(database_url: str) -> None:
     app = create_app("testing")
     assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_pre_ping"] is True
 
 
-def test_production_is_not_debug(monkeypatch: pytest.MonkeyPatch, migrated: dict[str, str]) -> None:
+def test_production_is_not_debug(monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
     monkeypatch.setenv("SECRET_KEY", "a" * 16 + "b" * 16 + "c" * 16)
     app = create_app("production")
     assert app.debug is False
@@ -96,7 +104,7 @@ def test_production_is_not_debug(monkeypatch: pytest.MonkeyPatch, migrated: dict
 
 
 def test_secret_key_can_come_from_a_file(
-    monkeypatch: pytest.MonkeyPatch, migrated: dict[str, str], tmp_path
+    monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path
 ) -> None:
     key_file = tmp_path / "secret_key"
     key_file.write_text("f" * 64 + "\n")

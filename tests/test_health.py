@@ -5,9 +5,8 @@ from collections.abc import Callable
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import Databases
-from tests.support import BIN, free_port, run_cli
-from tests.test_users_api import assert_problem
+from harness.processes import BIN, free_port, run_cli
+from tests.support import Databases, assert_problem
 
 
 def test_healthz_answers_200(client: FlaskClient) -> None:

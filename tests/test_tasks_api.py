@@ -8,11 +8,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from harness.processes import Process, free_port, wait_for
 from project import db
 from project.tasks.models import TaskRecord
 from project.users.tasks import divide
-from tests.support import Process, free_port, wait_for
-from tests.test_users_api import assert_problem
+from tests.support import assert_problem
 
 
 def follow(client: FlaskClient, url: str, timeout: float = 30) -> dict:

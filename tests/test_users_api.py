@@ -3,20 +3,11 @@
 import pytest
 from flask.testing import FlaskClient
 
-PROBLEM = "application/problem+json"
+from tests.support import assert_problem
 
 
 def create(client: FlaskClient, username: str = "ada", email: str = "ada@example.com"):
     return client.post("/users/", json={"username": username, "email": email})
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM
-    body = response.get_json()
-    assert {"type", "title", "status", "detail"} <= body.keys()
-    assert body["status"] == status
-    return body
 
 
 def test_create_user_returns_201_with_location(client: FlaskClient) -> None:

@@ -10,10 +10,10 @@ from celery.result import AsyncResult
 from flask import Flask
 from sqlalchemy import text
 
+from harness.processes import BIN, Process, child_pids, kill, run_cli, start_worker, wait_for
 from project import db
 from project.celery_utils import forget_connections_after_fork
 from project.users.tasks import divide
-from tests.support import BIN, Process, child_pids, kill, run_cli, start_worker, wait_for
 
 SHELL_DELAY = """\
 from project.users.tasks import divide

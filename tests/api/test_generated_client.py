@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.support import BIN, Process, run_cli
+from harness.processes import BIN, Process, run_cli
 
 PACKAGE = "stack_client"
 

@@ -12,8 +12,8 @@ from schemathesis.specs.openapi.checks import (
     positive_data_acceptance,
 )
 
+from harness.processes import Process
 from project import create_app
-from tests.support import Process
 
 EXAMPLES_PER_OPERATION = 30
 NOT_API = {"static", "pages", "docs"}  # blueprints that serve people, not the JSON API

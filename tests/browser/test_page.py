@@ -10,7 +10,8 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
-from tests.support import REPO_ROOT, start_gunicorn, start_worker
+from harness.processes import REPO_ROOT, start_gunicorn, start_worker
+from tests.support import skip_or_fail
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -27,9 +28,8 @@ TIMEOUT_MS = 30_000
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not shutil.which(CHROMIUM):
-        pytest.fail(
-            f"Chromium not found at {CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)",
-            pytrace=False,
+        skip_or_fail(
+            f"Chromium not found at {CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)"
         )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.accounting import account, submit_divisions
-from tests.support import REPO_ROOT, free_port, report, wait_for
+from harness.processes import REPO_ROOT, free_port, wait_for
+from tests.support import account, report, skip_or_fail, submit_divisions
 
-pytestmark = pytest.mark.e2e
 APP_SETTINGS = {
     "FLASK_CONFIG", "DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "SECRET_KEY",
 }  # fmt: skip
@@ -85,10 +84,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     if not docker_engine_answers():
-        message = "no Docker engine answers: install and start one (.ci/setup-machine does)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail("no Docker engine answers: install and start one (.ci/setup-machine does)")
     stack = Stack()
     started = time.monotonic()
     try:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from tests.faults.servers import PrivatePostgres, PrivateRedis
-from tests.support import Process, start_gunicorn
+from harness.processes import Process, start_gunicorn
+from harness.servers import PrivatePostgres, PrivateRedis, postgres_bindir
+from tests.support import skip_or_fail
 
 # Short enough that a crashed worker's tasks come back within a test, and still longer
 # than the task time limit, as the config requires.
@@ -19,6 +20,9 @@ VISIBILITY_TIMEOUT_S = 15
 
 @pytest.fixture
 def private_redis() -> Iterator[PrivateRedis]:
+    for tool in ("redis-server", "redis-cli"):
+        if not shutil.which(tool):
+            skip_or_fail(f"{tool} not found: apt-get install redis-server")
     directory = Path(tempfile.mkdtemp(prefix="fault-redis-"))
     redis = PrivateRedis(directory)
     redis.start()
@@ -60,6 +64,10 @@ def workers() -> Iterator[list[Process]]:
 
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
+    try:
+        postgres_bindir()
+    except FileNotFoundError as error:
+        skip_or_fail(str(error))
     directory = Path(tempfile.mkdtemp(prefix="fault-postgres-"))
     postgres = PrivatePostgres(directory)
     postgres.create()

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kombu import Connection, Exchange, Producer
 
-from tests.support import FIGURES, Process, wait_for
+from harness.processes import Process, wait_for
+from tests.support import FIGURES
 
 FUZZ_EXAMPLES = 400
 PROBLEM_JSON = "application/problem+json"

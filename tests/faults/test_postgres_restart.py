@@ -10,9 +10,9 @@ import pytest
 from celery.result import AsyncResult
 from flask import Flask
 
-from tests.faults.accounting import http
-from tests.faults.servers import PrivatePostgres
-from tests.support import BIN, Process, report, run_cli, start_gunicorn, start_worker, wait_for
+from harness.processes import BIN, Process, run_cli, start_gunicorn, start_worker, wait_for
+from harness.servers import PrivatePostgres
+from tests.support import http, report
 
 CLIENTS = 4
 DOWN_S = 3

@@ -8,8 +8,7 @@ from flask import Flask
 from sqlalchemy import text
 
 from project import db
-from tests.faults.accounting import http
-from tests.support import report
+from tests.support import http, report
 
 RACERS = 50
 

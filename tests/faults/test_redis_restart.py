@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.accounting import account, http, submit_divisions
-from tests.faults.servers import PrivateRedis
-from tests.support import Process, report, start_worker, wait_for
+from harness.processes import Process, start_worker, wait_for
+from harness.servers import PrivateRedis
+from tests.support import account, http, report, submit_divisions
 
 BACKLOG = 100
 PROBLEM_JSON = "application/problem+json"

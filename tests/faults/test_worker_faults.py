@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.accounting import account, submit_divisions
-from tests.faults.conftest import VISIBILITY_TIMEOUT_S
-from tests.support import Process, report, start_worker, wait_for
+from harness.processes import Process, start_worker, wait_for
+from tests.support import account, report, submit_divisions
 
 TASKS = 200
 
@@ -31,7 +30,8 @@ def test_sigkilled_worker_loses_no_task(
     workers[0].stop(signal.SIGKILL)  # the main process: its pool children die with it
     workers.append(start_worker(fault_env, log_dir, concurrency=2))
 
-    tally = account(fault_server, expected, workers, killed_at, timeout=VISIBILITY_TIMEOUT_S + 60)
+    visibility_timeout_s = int(fault_env["CELERY_VISIBILITY_TIMEOUT"])
+    tally = account(fault_server, expected, workers, killed_at, timeout=visibility_timeout_s + 60)
     report(request, tally.line("worker SIGKILL"))
     assert tally.lost == 0, tally.lost_ids
     assert tally.succeeded == TASKS and tally.failed == tally.wrong == 0

@@ -1,4 +1,4 @@
-"""Private Redis and PostgreSQL servers the fault tests may stop and restart at will."""
+"""Private Redis and PostgreSQL servers a run may stop and restart at will."""
 
 import glob
 import os
@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.support import free_port, wait_for
+from harness.processes import free_port, wait_for
 
 
 class PrivateRedis:
@@ -57,7 +57,10 @@ def postgres_bindir() -> Path:
     """Return the directory of the newest PostgreSQL server binaries installed."""
     bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(d.split("/")[-2]))
     if not bindirs:
-        raise AssertionError("PostgreSQL server binaries not found under /usr/lib/postgresql")
+        raise FileNotFoundError(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql "
+            "(apt-get install postgresql)"
+        )
     return Path(bindirs[-1])
 
 

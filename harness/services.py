@@ -1,4 +1,7 @@
-"""Check the test services answer; `python -m tests.services` says in one line what to start."""
+"""The PostgreSQL and Redis the tests and the benchmark use.
+
+`python -m harness.services` says in one line what to start if one does not answer.
+"""
 
 import os
 import sys
@@ -18,18 +21,28 @@ START_HINT = (
 )
 
 
-def unreachable_services() -> str | None:
-    """Return one line naming the unreachable test service and what to do, or None."""
+def unreachable_postgres() -> str | None:
+    """Return one line saying PostgreSQL does not answer and what to do, or None."""
     try:
         psycopg2.connect(TEST_DATABASE_URL, connect_timeout=3).close()
     except psycopg2.Error as error:
         reason = str(error).strip().splitlines()[0]
         return f"PostgreSQL is not reachable at {TEST_DATABASE_URL} ({reason}); {START_HINT}"
+    return None
+
+
+def unreachable_redis() -> str | None:
+    """Return one line saying Redis does not answer and what to do, or None."""
     try:
         redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=3).ping()
     except redis.RedisError as error:
         return f"Redis is not reachable at {TEST_REDIS_URL} ({error}); {START_HINT}"
     return None
+
+
+def unreachable_services() -> str | None:
+    """Return one line naming the first unreachable service and what to do, or None."""
+    return unreachable_postgres() or unreachable_redis()
 
 
 if __name__ == "__main__":
