@@ -51,6 +51,7 @@ class Process:
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
+        self.node = ""  # a Celery worker's node name
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
             args, cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
@@ -113,6 +114,7 @@ def start_worker(
         env,
         log_dir / f"worker-{uuid.uuid4().hex[:6]}.log",
     )
+    worker.node = name.replace("%h", socket.gethostname())  # for `celery inspect -d`
     worker.wait_for_output(" ready.", timeout=60)
     return worker
 

@@ -4,6 +4,7 @@ import logging
 import sys
 
 from apiflask import APIFlask
+from flask import Blueprint
 from flask_celeryext import FlaskCeleryExt
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -86,18 +87,11 @@ def register_extensions(app: APIFlask) -> None:
 
 
 def register_blueprints(app: APIFlask) -> None:
-    """Mount the feature blueprints."""
-    from project.docs.views import docs_blueprint
-    from project.health.views import health_blueprint
-    from project.pages.views import pages_blueprint
-    from project.tasks.views import tasks_blueprint
-    from project.users.views import users_blueprint
-
-    app.register_blueprint(users_blueprint)
-    app.register_blueprint(tasks_blueprint)
-    app.register_blueprint(health_blueprint)
-    app.register_blueprint(pages_blueprint)
-    app.register_blueprint(docs_blueprint)
+    """Mount every blueprint a feature's `views` module defines (`project/<feature>/views.py`)."""
+    for module in import_feature_modules("views"):
+        for blueprint in vars(module).values():
+            if isinstance(blueprint, Blueprint) and blueprint.import_name == module.__name__:
+                app.register_blueprint(blueprint)
 
 
 def register_error_handlers(app: APIFlask) -> None:

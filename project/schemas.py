@@ -16,6 +16,9 @@ MAX_INTEGER_DIGITS = 300
 MAX_ID = 2**31 - 1  # the range of PostgreSQL's integer primary keys
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+# What str.strip() trims (str.isspace()), spelled out: `\s` means less in JSON Schema's
+# regexes than in Python's, and patterns must mean the same to clients and to this server.
+SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
 def _invalid(message: str) -> PydanticCustomError:
@@ -63,7 +66,9 @@ def clean_text(value: Any, max_length: int) -> str:
 def trimmed_text(max_length: int) -> Any:
     """A string type: 1 to `max_length` characters once trimmed (it is), without NUL."""
     # The same rule as a pattern, so generated clients and fuzzers know it exactly.
-    pattern = rf"^\s*[^\s\x00](?:[^\x00]{{0,{max_length - 2}}}[^\s\x00])?\s*$"
+    pattern = (
+        rf"^[{SPACE}]*[^{SPACE}\x00](?:[^\x00]{{0,{max_length - 2}}}[^{SPACE}\x00])?[{SPACE}]*$"
+    )
     description = f"1 to {max_length} characters once surrounding spaces are trimmed (they are)."
     return Annotated[
         str,

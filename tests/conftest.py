@@ -141,23 +141,15 @@ def app(migrated: dict[str, str]) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def app_with(
-    monkeypatch: pytest.MonkeyPatch, migrated: dict[str, str]
-) -> Iterator[Callable[..., Flask]]:
-    """Build apps with some settings changed in the environment.
-
-    `create_app` reconfigures Celery's global app, so afterwards the settings are restored
-    and an app is built again: later tests must not publish to a broker this one made up.
-    """
+def app_with(monkeypatch: pytest.MonkeyPatch, migrated: dict[str, str]) -> Callable[..., Flask]:
+    """Build apps with some settings changed in the environment (each has its own Celery)."""
 
     def build(**settings: str) -> Flask:
         for name, value in settings.items():
             monkeypatch.setenv(name, value)
         return create_app("testing")
 
-    yield build
-    monkeypatch.undo()
-    create_app("testing")
+    return build
 
 
 @pytest.fixture

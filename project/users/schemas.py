@@ -13,11 +13,18 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from project.schemas import MAX_ID, PageQuery, clean_text, optional_not_nullable, trimmed_text
+from project.schemas import (
+    MAX_ID,
+    SPACE,
+    PageQuery,
+    clean_text,
+    optional_not_nullable,
+    trimmed_text,
+)
 
 MAX_LENGTH = 128  # the columns' size
 # Plausible, not RFC 5322: one @, no spaces, a dot in the domain.
-EMAIL = r"[^@\s\x00]+@[^@\s\x00]+\.[^@\s.\x00]+"
+EMAIL = rf"[^@{SPACE}\x00]+@[^@{SPACE}\x00]+\.[^@{SPACE}.\x00]+"
 
 
 def email_address(value: Any) -> str:
@@ -36,7 +43,7 @@ Email = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": rf"^\s*(?=\S{{1,{MAX_LENGTH}}}\s*$){EMAIL}\s*$",
+            "pattern": rf"^[{SPACE}]*(?=[^{SPACE}]{{1,{MAX_LENGTH}}}[{SPACE}]*$){EMAIL}[{SPACE}]*$",
             "description": f"An address like name@example.com, at most {MAX_LENGTH} characters; "
             "stored lower-cased.",
         }
