@@ -17,7 +17,7 @@ from project.openapi import init_openapi
 from project.security import init_security_headers
 from project.validation import init_json_body_checks
 
-API_TITLE = "Flask + Celery stack"
+API_TITLE = "Flask + Celery stack API"
 API_VERSION = "1.0.0"
 
 # Named constraints let migrations alter them and let the API tell which unique field clashed.

@@ -85,3 +85,9 @@ def test_api_conforms_to_its_document(case, server: str, worker: Process) -> Non
         # GET /tasks/divide is GET /tasks/{task_id} for the id "divide", so Allow lists GET.
         excluded.append(allow_header_conformance)
     case.call_and_validate(base_url=server, excluded_checks=excluded)
+
+
+def test_docs_page_points_at_the_document(app: Flask) -> None:
+    response = app.test_client().get("/docs")
+    assert response.status_code == 200
+    assert 'data-spec-url="/openapi.json"' in response.get_data(as_text=True)
