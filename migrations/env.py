@@ -7,7 +7,8 @@ from sqlalchemy import text
 
 from project.features import import_feature_modules
 
-# Every feature's models, imported here so autogenerate sees a model no view imports yet.
+# Every feature's models, so autogenerate compares all of them with the database (create_app
+# imports them too; this keeps env.py correct on its own, and imports are cached).
 import_feature_modules("models")
 
 # this is the Alembic Config object, which provides

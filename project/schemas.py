@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic import BaseModel, Field, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 # Larger magnitudes are almost surely mistakes or abuse, and huge integers cost CPU to convert.
@@ -112,7 +112,5 @@ class LocationHeader(BaseModel):
 
 class PageQuery(BaseModel):
     """`limit`: how many items a page holds."""
-
-    model_config = ConfigDict(extra="ignore")
 
     limit: int = Field(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Page size.")

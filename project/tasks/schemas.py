@@ -52,8 +52,6 @@ class TaskOut(QueuedTask):
 class TaskWaitQuery(BaseModel):
     """`wait`: how long to wait for the task to finish before answering."""
 
-    model_config = ConfigDict(extra="ignore")
-
     wait: float = Field(
         0,
         ge=0,
