@@ -74,8 +74,6 @@ class BaseConfig:
         self.SQLALCHEMY_DATABASE_URI = normalize_database_url(
             env_or_file("DATABASE_URL") or f"sqlite:///{REPO_ROOT / 'db.sqlite3'}"
         )
-        # pre_ping: a connection broken by a database restart is replaced before use.
-        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
         self.MAX_CONTENT_LENGTH = env_number("MAX_CONTENT_LENGTH", 64 * 1024)
         self.DIVIDE_DELAY_SECONDS = env_number(
             "DIVIDE_DELAY_SECONDS", self.DEFAULT_DIVIDE_DELAY_SECONDS

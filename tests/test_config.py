@@ -91,11 +91,6 @@ def test_celery_is_json_only_and_at_least_once() -> None:
     assert conf.maybe_warn_deprecated_settings() is False
 
 
-def test_database_connections_are_pinged_before_use(database_url: str) -> None:
-    app = create_app("testing")
-    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_pre_ping"] is True
-
-
 def test_production_is_not_debug(monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
     monkeypatch.setenv("SECRET_KEY", "a" * 16 + "b" * 16 + "c" * 16)
     app = create_app("production")
