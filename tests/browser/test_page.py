@@ -1,14 +1,24 @@
 """The page in a real headless Chromium, against gunicorn and a real worker."""
 
+import json
 import os
 import shutil
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Locator,
+    Page,
+    Route,
+    expect,
+    sync_playwright,
+)
 
 from harness.processes import REPO_ROOT, start_gunicorn, start_worker
 from tests.support import skip_or_fail
@@ -94,6 +104,23 @@ def divide(page: Page, x: str, y: str) -> None:
     page.get_by_role("button", name="Divide").click()
 
 
+def task_row(page: Page, text: str) -> Locator:
+    """The row of the recent tasks table that shows `text` (e.g. "divide(1, 2)")."""
+    return page.locator("#tasks-table tbody tr", has_text=text)
+
+
+def cancel_button(row: Locator) -> Locator:
+    return row.get_by_role("button", name="Cancel")
+
+
+def expect_cancelled(row: Locator) -> None:
+    """The row shows REVOKED in its own style, "cancelled" as outcome, and no Cancel button."""
+    expect(row.locator("td.state")).to_have_text("REVOKED")
+    expect(row.locator("td.state")).to_have_class("state state-revoked")
+    expect(row).to_contain_text("cancelled")
+    expect(cancel_button(row)).to_have_count(0)
+
+
 def test_divide_shows_the_result_live(page: Page) -> None:
     divide(page, "1", "2")
     expect(page.locator("#divide-status")).to_have_text("1 ÷ 2: SUCCESS = 0.5")
@@ -145,6 +172,84 @@ def test_task_queued_while_worker_is_down_finishes_when_it_returns(page: Page, s
     expect(page.locator("#divide-status")).to_have_text("3 ÷ 4: PENDING")
     site["worker"] = start_worker(site["env"], site["log_dir"])
     expect(page.locator("#divide-status")).to_have_text("3 ÷ 4: SUCCESS = 0.75")
+
+
+def test_cancel_a_running_divide_stops_it(page: Page, site: dict) -> None:
+    site["worker"].stop()
+    slow_env = {**site["env"], "DIVIDE_DELAY_SECONDS": "60"}
+    site["worker"] = start_worker(slow_env, site["log_dir"], concurrency=1)
+    divide(page, "5", "6")
+    row = task_row(page, "divide(5, 6)")
+    expect(row.locator("td.state")).to_have_text("STARTED")
+    task_id = row.get_attribute("data-task-id")
+    cancel_button(row).click()
+    expect_cancelled(row)
+    expect(page.locator("#divide-status")).to_have_text("5 ÷ 6: REVOKED (cancelled)")
+    expect(page.locator("#divide-cancel")).to_be_hidden()
+    expect(page.locator("#tasks-error")).to_have_text("")
+    # The worker stops the task at its next check, long before its 60 s of work.
+    site["worker"].wait_for_output(f"[{task_id}] ignored", timeout=10)
+    expect_cancelled(row)
+
+
+def test_cancel_a_queued_divide_from_its_status_line(page: Page, site: dict) -> None:
+    site["worker"].stop()
+    divide(page, "7", "8")
+    expect(page.locator("#divide-status")).to_have_text("7 ÷ 8: PENDING")
+    row = task_row(page, "divide(7, 8)")
+    expect(cancel_button(row)).to_be_visible()
+    task_id = row.get_attribute("data-task-id")
+    page.locator("#divide-cancel").click()
+    expect(page.locator("#divide-status")).to_have_text("7 ÷ 8: REVOKED (cancelled)")
+    expect(page.locator("#divide-cancel")).to_be_hidden()
+    expect(page.locator("#divide-cancel-error")).to_have_text("")
+    expect_cancelled(row)
+    # A worker that receives it later refuses to run it.
+    site["worker"] = start_worker(site["env"], site["log_dir"])
+    site["worker"].wait_for_output(f"[{task_id}] ignored")
+    expect_cancelled(row)
+
+
+def test_finished_task_has_no_cancel_button(page: Page) -> None:
+    divide(page, "1", "4")
+    expect(page.locator("#divide-status")).to_have_text("1 ÷ 4: SUCCESS = 0.25")
+    row = task_row(page, "divide(1, 4)")
+    expect(row.locator("td.state")).to_have_text("SUCCESS")
+    expect(cancel_button(row)).to_have_count(0)
+    expect(page.locator("#divide-cancel")).to_be_hidden()
+
+
+def test_cancel_of_a_task_that_finished_meanwhile_shows_its_outcome(
+    page: Page, site: dict, expected_statuses: set[int]
+) -> None:
+    expected_statuses.add(409)
+    site["worker"].stop()
+    divide(page, "3", "8")
+    row = task_row(page, "divide(3, 8)")
+    expect(cancel_button(row)).to_be_visible()
+    task_id = row.get_attribute("data-task-id")
+    task_url = f"{site['url']}/tasks/{task_id}"
+    finished_first: list[str] = []
+
+    def finish_then_cancel(route: Route) -> None:
+        """Let the task finish before the page's cancel reaches the server (which says 409)."""
+        site["worker"] = start_worker(site["env"], site["log_dir"])
+        with urllib.request.urlopen(f"{task_url}?wait=10", timeout=20) as reply:
+            finished_first.append(json.load(reply)["state"])
+        route.continue_()
+
+    page.route(f"{task_url}/cancel", finish_then_cancel)
+    # After the 409 the page reads the task again (the long poll adds ?wait=, the list ?limit=).
+    with page.expect_request(lambda request: request.url == task_url) as refresh:
+        with page.expect_response(f"{task_url}/cancel") as cancel_reply:
+            cancel_button(row).click()
+    assert cancel_reply.value.status == 409
+    assert refresh.value.method == "GET"
+    assert finished_first == ["SUCCESS"]
+    expect(row.locator("td.state")).to_have_text("SUCCESS")
+    expect(row).to_contain_text("0.375")
+    expect(cancel_button(row)).to_have_count(0)
+    expect(page.locator("#tasks-error")).to_have_text("")
 
 
 def test_docs_page_renders_the_api(browser: Browser, site: dict) -> None:

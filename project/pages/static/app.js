@@ -1,6 +1,6 @@
 // The page's behaviour: queue divide through the API, follow a task with long polls
-// (GET /tasks/<id>?wait=…, answered as soon as it finishes), refresh recent tasks with
-// backoff, list users, and show the API's field errors in place.
+// (GET /tasks/<id>?wait=…, answered as soon as it finishes), cancel unfinished tasks,
+// refresh recent tasks with backoff, list users, and show the API's field errors in place.
 "use strict";
 
 const POLL_START_MS = 300;
@@ -8,6 +8,7 @@ const LONG_POLL_S = 5;
 const OFFLINE_MAX_MS = 15000;
 const IDLE_REFRESH_MS = 5000;
 const FINAL_STATES = new Set(["SUCCESS", "FAILURE", "REVOKED"]);
+const CANCELLABLE_STATES = new Set(["PENDING", "STARTED", "RETRY"]);
 
 const $ = (id) => document.getElementById(id);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -48,6 +49,7 @@ function setBackendReachable(reachable) {
 
 function describeOutcome(task) {
   if (task.state === "SUCCESS") return String(task.result);
+  if (task.state === "REVOKED") return "cancelled";
   if (task.error) return `${task.error.type}: ${task.error.message}`;
   return "";
 }
@@ -63,22 +65,101 @@ function describeTask(task) {
   return `${task.name}(${args})`;
 }
 
+// Task ids whose cancel request is in flight: their buttons stay disabled across refreshes.
+const cancelling = new Set();
+
+function cancelButton(taskId, describedBy) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "cancel";
+  button.textContent = "Cancel";
+  button.dataset.taskId = taskId;
+  button.disabled = cancelling.has(taskId);
+  // Named "Cancel"; the task's cell says which task (a screen reader reads both).
+  button.setAttribute("aria-describedby", describedBy);
+  return button;
+}
+
+function taskRow(task) {
+  const row = document.createElement("tr");
+  row.dataset.taskId = task.id;
+  row.dataset.state = task.state;
+  for (const text of [describeTask(task), task.state, describeOutcome(task), secondsTaken(task)]) {
+    const cell = document.createElement("td");
+    cell.textContent = text;
+    row.append(cell);
+  }
+  row.cells[0].id = `task-${task.id}-name`;
+  row.cells[1].className = `state state-${task.state.toLowerCase()}`;
+  const actions = row.insertCell();
+  if (CANCELLABLE_STATES.has(task.state)) actions.append(cancelButton(task.id, row.cells[0].id));
+  return row;
+}
+
+// Re-rendering replaces the rows: keep the keyboard focus on the same task's button.
+function keepingFocus(render) {
+  const focused = document.activeElement;
+  const onCancel = focused && focused.matches("#tasks-table button.cancel");
+  const taskId = onCancel ? focused.dataset.taskId : null;
+  render();
+  if (taskId === null) return;
+  const button = findTaskRow(taskId)?.querySelector("button.cancel");
+  if (button) button.focus();
+}
+
+function findTaskRow(taskId) {
+  return Array.from($("tasks-table").tBodies[0].rows).find((row) => row.dataset.taskId === taskId);
+}
+
 function renderTasks(tasks) {
-  const body = $("tasks-table").tBodies[0];
-  const rows = tasks.map((task) => {
-    const row = document.createElement("tr");
-    row.dataset.taskId = task.id;
-    row.dataset.state = task.state;
-    for (const text of [describeTask(task), task.state, describeOutcome(task), secondsTaken(task)]) {
-      const cell = document.createElement("td");
-      cell.textContent = text;
-      row.append(cell);
-    }
-    row.cells[1].className = `state state-${task.state.toLowerCase()}`;
-    return row;
-  });
-  body.replaceChildren(...rows);
+  keepingFocus(() => $("tasks-table").tBodies[0].replaceChildren(...tasks.map(taskRow)));
   $("tasks-empty").hidden = tasks.length > 0;
+}
+
+// Show a task's new state wherever the page shows that task.
+function updateTask(task) {
+  const row = findTaskRow(task.id);
+  if (row) keepingFocus(() => row.replaceWith(taskRow(task)));
+  if (lastQueued && lastQueued.id === task.id) showTask(lastQueued.label, task);
+}
+
+// POST /tasks/<id>/cancel: 202 answers the cancelled task; 409 means it finished first,
+// so show it as it is now. Other answers are shown in `errorSlot`.
+async function cancelTask(taskId, errorSlot) {
+  errorSlot.textContent = "";
+  cancelling.add(taskId);
+  setCancelDisabled(taskId, true);
+  const url = `/tasks/${encodeURIComponent(taskId)}`;
+  try {
+    const { status, data } = await api("POST", `${url}/cancel`);
+    if (status === 202) {
+      updateTask(data);
+    } else if (status === 409) {
+      const current = await api("GET", url);
+      if (current.status === 200) updateTask(current.data);
+      else errorSlot.textContent = `Not cancelled: ${current.data.detail}`;
+    } else {
+      errorSlot.textContent = `Not cancelled: ${data.detail}`;
+    }
+  } catch (error) {
+    if (!(error instanceof Unreachable)) throw error;
+    errorSlot.textContent = "Not cancelled: the backend is unreachable. Try again shortly.";
+  } finally {
+    cancelling.delete(taskId);
+    setCancelDisabled(taskId, false);
+    wakeTasks();
+  }
+}
+
+function setCancelDisabled(taskId, disabled) {
+  const button = findTaskRow(taskId)?.querySelector("button.cancel");
+  if (button) button.disabled = disabled;
+  if (lastQueued && lastQueued.id === taskId) $("divide-cancel").disabled = disabled;
+}
+
+function onTasksClick(event) {
+  const button = event.target.closest("button.cancel");
+  if (button && !button.disabled) cancelTask(button.dataset.taskId, $("tasks-error"));
 }
 
 // Refresh the recent tasks: often while some are unfinished, rarely when all are done,
@@ -106,21 +187,40 @@ async function refreshTasksForever() {
 let wakeTasks = () => {};
 const tasksChanged = () => new Promise((resolve) => { wakeTasks = resolve; });
 
+// The task the divide form queued last ({id, url, label}): its state is shown under the form.
+let lastQueued = null;
+
 function showTask(label, task) {
   const output = $("divide-status");
   output.textContent = `${label}: ${task.state}${task.state === "SUCCESS" ? ` = ${task.result}` : ""}`;
-  if (task.error) output.textContent += ` (${task.error.type}: ${task.error.message})`;
+  if (task.state === "REVOKED") output.textContent += " (cancelled)";
+  else if (task.error) output.textContent += ` (${task.error.type}: ${task.error.message})`;
   output.dataset.state = task.state;
+  $("divide-cancel").hidden = !CANCELLABLE_STATES.has(task.state);
+}
+
+// The output stops showing the last task (its follower stops at its next answer).
+function forgetLastQueued() {
+  lastQueued = null;
+  $("divide-cancel").hidden = true;
+  $("divide-cancel-error").textContent = "";
+}
+
+function onDivideCancelClick() {
+  if (lastQueued) cancelTask(lastQueued.id, $("divide-cancel-error"));
 }
 
 // Follow one task until it is final: each long poll returns as soon as the task finishes
-// (or after LONG_POLL_S with its current state); back off only while unreachable.
+// (or after LONG_POLL_S with its current state); back off only while unreachable. Stops
+// once another task is queued, which is then the one shown.
 async function followTask(url, label) {
   let offlineDelay = POLL_START_MS;
   for (;;) {
     try {
       const { status, data } = await api("GET", `${url}?wait=${LONG_POLL_S}`);
+      if (!lastQueued || lastQueued.url !== url) return;
       if (status !== 200) {
+        $("divide-cancel").hidden = true;
         $("divide-status").textContent = `${label}: ${data.detail}`;
         return;
       }
@@ -170,16 +270,20 @@ async function submitDivide(event) {
   try {
     const { status, data } = await api("POST", "/tasks/divide", { x, y });
     if (status !== 202) {
+      forgetLastQueued();
       showFieldErrors(form, "divide", data.errors);
       output.textContent = data.errors ? "" : data.detail;
       return;
     }
     showFieldErrors(form, "divide", {});
+    $("divide-cancel-error").textContent = "";
+    lastQueued = { id: data.id, url: data.url, label: `${x} ÷ ${y}` };
     showTask(`${x} ÷ ${y}`, data);
     wakeTasks();
     await followTask(data.url, `${x} ÷ ${y}`);
   } catch (error) {
     if (!(error instanceof Unreachable)) throw error;
+    forgetLastQueued();
     output.textContent = "Not queued: the backend is unreachable. Try again shortly.";
   }
 }
@@ -227,6 +331,8 @@ async function submitUser(event) {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("divide-form").addEventListener("submit", submitDivide);
+  $("divide-cancel").addEventListener("click", onDivideCancelClick);
+  $("tasks-table").addEventListener("click", onTasksClick);
   $("user-form").addEventListener("submit", submitUser);
   loadUsers();
   refreshTasksForever();
