@@ -13,3 +13,8 @@ celery.conf.broker_connection_retry_on_startup = True
 def divide(x: float, y: float) -> float:
     """Return x / y, nothing else."""
     return x / y
+
+
+@celery.task(name="bare.send_welcome")
+def send_welcome(user_id: int) -> None:
+    """Stand-in for the product's welcome task: the baseline only queues it."""

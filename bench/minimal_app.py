@@ -5,7 +5,7 @@ import os
 from flask import Flask, jsonify, request
 from sqlalchemy import create_engine, text
 
-from bench.bare_celery import divide
+from bench.bare_celery import divide, send_welcome
 
 app = Flask(__name__)
 url = os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg2://", 1)
@@ -46,6 +46,7 @@ def create_user():
             text("INSERT INTO users (username, email) VALUES (:u, :e) RETURNING id"),
             {"u": body["username"], "e": body["email"]},
         ).scalar_one()
+    send_welcome.delay(user_id)  # after the commit, as the product queues its welcome
     return jsonify({"id": user_id, **body}), 201
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import MetaData
 
 from project.celery_utils import make_celery
 from project.config import REPO_ROOT, load_config
-from project.database import init_connection_checks
+from project.database import init_database_engines
 from project.features import import_feature_modules
 from project.openapi import init_openapi
 from project.security import init_security_headers
@@ -81,7 +81,7 @@ def register_extensions(app: APIFlask) -> None:
 
     import_feature_modules("models")
     db.init_app(app)
-    init_connection_checks(app)
+    init_database_engines(app)
     # An absolute path, so `flask db` and /readyz find the migrations from any directory.
     migrate.init_app(app, db, directory=str(REPO_ROOT / "migrations"))
     ext_celery.init_app(app)

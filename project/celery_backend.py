@@ -14,3 +14,12 @@ class PublishOnlyRedisBackend(RedisBackend):
 
     def on_task_call(self, producer: object, task_id: str) -> None:
         """Skip the eager subscription."""
+
+    def _set(self, key: str, value: str, expires: int | None = None) -> None:
+        """Store and announce a result as Celery does, with SET EX: redis-py deprecates SETEX."""
+        if expires is None:
+            expires = self.expires
+        with self.client.pipeline() as pipe:
+            pipe.set(key, value, ex=expires or None)
+            pipe.publish(key, value)
+            pipe.execute()

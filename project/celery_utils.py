@@ -3,11 +3,14 @@
 import logging
 import sys
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import Any
 
 from celery import Celery, signals
 from celery import current_app as current_celery_app
-from flask import Flask
+from celery.exceptions import Ignore
+from celery.utils.time import get_exponential_backoff_interval
+from flask import Flask, has_app_context
 from flask_celeryext import AppContextTask
 from sqlalchemy.exc import OperationalError
 
@@ -27,6 +30,36 @@ class FlaskTask(AppContextTask):
     retry_backoff_max = 30
     retry_jitter = True
     max_retries = 12
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the task in the app context, once its record says this delivery may run."""
+        # Imported here: project/__init__.py imports this module before it defines `db`.
+        from project.tasks.lifecycle import Cancelled, begin_delivery
+
+        if self.request.called_directly:  # a plain function call, not a delivery
+            return super().__call__(*args, **kwargs)
+        with nullcontext() if has_app_context() else self.app.flask_app.app_context():
+            try:
+                begin_delivery(self)
+            except OperationalError as error:  # the database is down: as for the task's queries
+                countdown = get_exponential_backoff_interval(
+                    1, self.request.retries, self.retry_backoff_max, full_jitter=True
+                )
+                raise self.retry(exc=error, countdown=countdown) from None
+            try:
+                return self.run(*args, **kwargs)
+            except Cancelled:
+                self.backend.mark_as_revoked(self.request.id, "cancelled", request=self.request)
+                raise Ignore("cancelled while running") from None
+
+    def after_return(
+        self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        """Write the outcome (or RETRY) into the task's record, where it outlasts Redis."""
+        from project.tasks.lifecycle import end_delivery
+
+        with nullcontext() if has_app_context() else self.app.flask_app.app_context():
+            end_delivery(task_id, status, retval)
 
 
 def celery_settings(flask_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -50,10 +83,13 @@ def make_celery(app: Flask) -> Celery:
     task's database session whether the task succeeded or failed. Being the default app,
     it serves `shared_task` tasks; each feature's `tasks` module is found by itself.
     """
+    from project.tasks.outbox import OutboxSweeper  # needs `db`, defined after this module
+
     celery = Celery(app.import_name, task_cls=FlaskTask)
     celery.config_from_object(celery_settings(app.config))
     celery.flask_app = app
     celery.autodiscover_tasks(list(feature_packages()))
+    celery.steps["worker"].add(OutboxSweeper)
     celery.set_default()
     app.extensions["celery"] = celery
     return celery

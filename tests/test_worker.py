@@ -22,9 +22,11 @@ print('TASK', result.id)
 """
 
 
-def wait_for_state(task_id: str, states: set[str], timeout: float = 30) -> str:
+def wait_for_state(app: Flask, task_id: str, states: set[str], timeout: float = 30) -> str:
+    """Wait until the API shows the task in one of `states` (STARTED lives in its record)."""
+    client = app.test_client()
     return wait_for(
-        lambda: (state := AsyncResult(task_id).state) in states and state,
+        lambda: (state := client.get(f"/tasks/{task_id}").get_json()["state"]) in states and state,
         timeout,
         f"task {task_id} to reach {states}",
     )
@@ -68,10 +70,10 @@ def test_killed_pool_process_hands_its_task_back(
     try:
         with app.app_context():
             task_id = divide.apply_async((1, 4), queue=queue).id
-        wait_for_state(task_id, {"STARTED"})
+        wait_for_state(app, task_id, {"STARTED"})
         (pool_process,) = child_pids(slow.pid)
         kill(pool_process)
-        assert wait_for_state(task_id, {"SUCCESS", "FAILURE"}) == "SUCCESS"
+        assert wait_for_state(app, task_id, {"SUCCESS", "FAILURE"}) == "SUCCESS"
         assert AsyncResult(task_id).result == 0.25
         assert "WorkerLostError" in slow.output() or "signal 9" in slow.output()
     finally:
@@ -91,7 +93,7 @@ def test_task_session_is_removed_on_success_and_failure(
         with app.app_context():
             results = [touch_database.apply_async((fail,), queue=queue) for fail in (False, True)]
         for result in results:
-            wait_for_state(result.id, {"SUCCESS", "FAILURE"})
+            wait_for_state(app, result.id, {"SUCCESS", "FAILURE"})
         with app.app_context():
             stuck = db.session.execute(
                 text(

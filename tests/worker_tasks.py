@@ -1,5 +1,8 @@
 """Tasks only the tests' workers load (`--include tests.worker_tasks`)."""
 
+import os
+import signal
+
 from celery import shared_task
 from sqlalchemy import text
 
@@ -13,3 +16,9 @@ def touch_database(fail: bool) -> int:
     if fail:
         raise RuntimeError("failing with a transaction open")
     return value
+
+
+@shared_task
+def kill_own_process() -> None:
+    """Die as a segfault or the OOM killer would end the pool process: no exception, no ack."""
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -1,11 +1,14 @@
 """The tasks API's payloads."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from project.schemas import FiniteNumber, PageQuery
+from project.tasks.models import STATES
+
+TaskState = Literal[STATES]  # type: ignore[valid-type]  # the record's states, one list
 
 # Long enough to save most polls, short enough not to hold a gunicorn thread for long.
 MAX_WAIT_SECONDS = 10.0
@@ -39,10 +42,14 @@ class QueuedTask(BaseModel):
 class TaskOut(QueuedTask):
     """A task: Celery's state, and its result or error once it has finished."""
 
-    state: str = Field(description="PENDING, STARTED, SUCCESS, FAILURE or RETRY.")
+    state: TaskState
     args: list[Any] = Field(description="The task's positional arguments.")
     created_at: datetime
+    started_at: datetime | None = Field(None, description="When a worker last started it.")
     finished_at: datetime | None = None
+    deliveries: int = Field(
+        0, description="How many times a worker received it (retries and redeliveries count)."
+    )
     result: Any = Field(None, description="The return value, on SUCCESS.")
     error: TaskError | None = Field(
         None, description="On FAILURE (and RETRY): what went wrong.", exclude_if=lambda v: v is None
@@ -62,9 +69,13 @@ class TaskWaitQuery(BaseModel):
 
 
 class TaskPageQuery(PageQuery):
-    """Newest first: `limit` tasks queued before the task `after`."""
+    """Newest first: `limit` tasks queued before the task `after`, optionally filtered."""
 
     after: str | None = Field(None, description="The id of the last task of the previous page.")
+    state: TaskState | None = Field(None, description="Only tasks whose record is in this state.")
+    name: str | None = Field(
+        None, max_length=255, description="Only tasks of this name (`divide`, or in full)."
+    )
 
 
 class TaskPage(BaseModel):

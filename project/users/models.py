@@ -1,6 +1,8 @@
 """The User model."""
 
-from sqlalchemy import String
+from datetime import datetime
+
+from sqlalchemy import DateTime, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from project import db
@@ -14,6 +16,8 @@ class User(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
     email: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    # Set by the send_welcome task, queued when the user is created.
+    welcomed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     def __init__(self, username: str, email: str) -> None:
         self.username = username

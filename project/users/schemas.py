@@ -1,6 +1,7 @@
 """The users API's payloads: what a client sends and what it gets back."""
 
 import re
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -90,6 +91,9 @@ class UserOut(BaseModel):
     id: int
     username: str
     email: str
+    welcomed_at: datetime | None = Field(
+        description="When the welcome task ran (queued on creation); null until then."
+    )
 
 
 class UserPageQuery(PageQuery):

@@ -7,9 +7,12 @@ from sqlalchemy.exc import IntegrityError
 
 from project import db
 from project.errors import Problem
+from project.idempotency.replies import idempotent
 from project.schemas import MAX_ID, LocationHeader
+from project.tasks.outbox import enqueue_on_commit
 from project.users.models import User
 from project.users.schemas import UserIn, UserOut, UserPage, UserPageQuery, UserPatch
+from project.users.tasks import send_welcome
 
 users_blueprint = APIBlueprint("users", __name__, url_prefix="/users", tag="Users")
 
@@ -23,10 +26,10 @@ def _conflicting_field(error: IntegrityError) -> str:
     return "email" if where.endswith("_email") or "users.email" in where else "username"
 
 
-def _commit_or_conflict() -> None:
-    """Commit; a unique constraint violation becomes 409 naming the field."""
+def _flush_or_conflict() -> None:
+    """Write the pending changes; a unique constraint violation becomes 409 naming the field."""
     try:
-        db.session.commit()
+        db.session.flush()
     except IntegrityError as error:
         db.session.rollback()
         field = _conflicting_field(error)
@@ -48,14 +51,16 @@ def _get_or_404(user_id: int) -> User:
 
 
 @users_blueprint.post("/")
+@idempotent
 @users_blueprint.input(UserIn, arg_name="new")
 @users_blueprint.output(UserOut, status_code=201, headers=LocationHeader)
 @users_blueprint.doc(responses=CONFLICT)
 def create_user(new: UserIn) -> tuple[User, int, dict[str, str]]:
-    """Create a user."""
+    """Create a user and queue their welcome (`welcomed_at` is set when it has run)."""
     user = User(username=new.username, email=new.email)
     db.session.add(user)
-    _commit_or_conflict()
+    _flush_or_conflict()
+    enqueue_on_commit(send_welcome, user.id)  # @idempotent commits both, then it is queued
     return user, 201, {"Location": url_for("users.get_user", user_id=user.id)}
 
 
@@ -90,7 +95,8 @@ def update_user(user_id: int, patch: UserPatch) -> User:
     user = _get_or_404(user_id)
     for field, value in patch.changes().items():
         setattr(user, field, value)
-    _commit_or_conflict()
+    _flush_or_conflict()
+    db.session.commit()
     return user
 
 

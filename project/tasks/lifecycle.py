@@ -1,0 +1,120 @@
+"""The worker's side of a task record: claim each delivery, write the outcome, honour cancel."""
+
+import time
+from typing import Any
+
+from celery import Task
+from celery import current_task as current_celery_task
+from celery.exceptions import Ignore
+from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
+
+from project.database import bookkeeping_engine
+from project.tasks.models import (
+    FAILURE,
+    FINISHED_STATES,
+    RETRY,
+    REVOKED,
+    STARTED,
+    SUCCESS,
+    TaskRecord,
+    utc_now,
+)
+
+CANCEL_CHECK_SECONDS = 0.2
+OUTCOME_WRITE_ATTEMPTS = 60  # a second apart: longer than a database restart takes
+
+
+class PoisonMessage(Exception):
+    """The task was delivered again and again and its worker process died each time."""
+
+
+class Cancelled(Exception):
+    """The task was cancelled while it ran (`POST /tasks/<id>/cancel`)."""
+
+
+def begin_delivery(task: Task) -> None:
+    """Claim this delivery of the running task in its record, or refuse to run it.
+
+    Raises Ignore when the task was cancelled or already finished (a duplicate
+    delivery), and PoisonMessage when it was delivered more than
+    CELERY_TASK_MAX_DELIVERIES times without finishing. Tasks with no record
+    (queued around this service) just run.
+    """
+    task_id = task.request.id
+    with bookkeeping_engine().begin() as connection:
+        deliveries = connection.execute(
+            update(TaskRecord)
+            .where(TaskRecord.id == task_id, TaskRecord.state.not_in(FINISHED_STATES))
+            .values(
+                state=STARTED,
+                deliveries=TaskRecord.deliveries + 1,
+                started_at=utc_now(),
+                published_at=utc_now(),  # a worker has it, whoever published it
+            )
+            .returning(TaskRecord.deliveries)
+        ).scalar()
+        if deliveries is None:
+            state = connection.execute(
+                select(TaskRecord.state).where(TaskRecord.id == task_id)
+            ).scalar()
+            if state == REVOKED:
+                task.backend.mark_as_revoked(task_id, "cancelled", request=task.request)
+            if state is not None:
+                raise Ignore(f"task {task_id} is {state}: not run again")
+    # Each retry is one delivery that ended normally; the rest ended with a dead process.
+    unfinished = (deliveries or 0) - task.request.retries
+    limit = current_app.config["CELERY_TASK_MAX_DELIVERIES"]
+    if unfinished > limit:
+        raise PoisonMessage(
+            f"delivered {unfinished - 1} times and its worker process died each time "
+            f"(crash, out of memory or killed); not run again (CELERY_TASK_MAX_DELIVERIES="
+            f"{limit})"
+        )
+
+
+def error_view(error: BaseException) -> dict[str, str]:
+    """Describe an exception as the API shows it: its class and message, no traceback."""
+    return {"type": type(error).__name__, "message": str(error)}
+
+
+def end_delivery(task_id: str, state: str, retval: Any) -> None:
+    """Write how this delivery ended into the record: outcome, or RETRY."""
+    values: dict[str, Any] = {"state": state}
+    if state == SUCCESS:
+        values.update(result=retval, finished_at=utc_now())
+    elif state == FAILURE:
+        values.update(error=error_view(retval), finished_at=utc_now())
+    elif state != RETRY:
+        return
+    # Also over REVOKED: a task that never checks for cancellation ran to its end anyway.
+    statement = update(TaskRecord).where(TaskRecord.id == task_id).values(**values)
+    for attempt in range(OUTCOME_WRITE_ATTEMPTS):
+        try:
+            with bookkeeping_engine().begin() as connection:
+                connection.execute(statement)
+            return
+        except OperationalError:  # the database restarts: wait for it, the outcome must last
+            if attempt == OUTCOME_WRITE_ATTEMPTS - 1:
+                raise
+            time.sleep(1)
+
+
+def cancel_requested(task_id: str) -> bool:
+    """Say whether the task was cancelled (one indexed read of its record)."""
+    with bookkeeping_engine().connect() as connection:
+        state = connection.execute(
+            select(TaskRecord.state).where(TaskRecord.id == task_id)
+        ).scalar()
+    return state == REVOKED
+
+
+def sleep_unless_cancelled(seconds: float) -> None:
+    """Sleep in small steps; raise Cancelled as soon as the running task is cancelled."""
+    deadline = time.monotonic() + seconds
+    task_id = current_celery_task.request.id if current_celery_task else None
+    while (left := deadline - time.monotonic()) > 0:
+        if task_id and cancel_requested(task_id):
+            raise Cancelled("cancelled while running")
+        time.sleep(min(CANCEL_CHECK_SECONDS, left))

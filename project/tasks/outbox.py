@@ -1,0 +1,151 @@
+"""Queue a task after the transaction commits, and publish what a crash left unpublished.
+
+`enqueue_on_commit` writes the task's record in the caller's transaction, so the record
+exists exactly when the caller's data does. The task is published only once that
+transaction commits; a rollback discards it. If the process dies between the commit
+and the publish, or the broker is down then, the record stays unpublished
+(`published_at` null) and every worker's outbox sweeper publishes it a little later.
+"""
+
+import logging
+import threading
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from celery import Task, bootsteps
+from flask import current_app
+from sqlalchemy import event, insert, select, update
+from sqlalchemy.orm import Session
+
+from project import db
+from project.database import bookkeeping_engine
+from project.tasks.models import PENDING, TaskRecord, utc_now
+from project.tasks.records import recorded_by_caller
+
+log = logging.getLogger(__name__)
+
+# Where a session keeps the tasks to publish once its transaction commits.
+_TO_PUBLISH = "tasks_to_publish"
+SWEEP_BATCH = 100
+
+
+def enqueue_on_commit(task: Task, *args: Any) -> str:
+    """Record `task(*args)` in the current transaction; publish it once that commits.
+
+    Returns the task id. Nothing is published if the transaction rolls back.
+    """
+    task_id = str(uuid.uuid4())
+    db.session.execute(insert(TaskRecord).values(id=task_id, name=task.name, args=list(args)))
+    db.session.info.setdefault(_TO_PUBLISH, []).append((task.name, task_id, args))
+    return task_id
+
+
+def publish(name: str, task_id: str, args: Any) -> None:
+    """Publish a recorded task through this Flask app's Celery, without recording it again."""
+    celery = current_app.extensions["celery"]
+    task = celery.tasks.get(name)
+    with recorded_by_caller():
+        if task is None:  # defined in another code base: route it by name
+            celery.send_task(name, args, task_id=task_id)
+        else:
+            task.apply_async(args, task_id=task_id)
+
+
+def mark_published(task_ids: list[str]) -> None:
+    """Note that the broker accepted these tasks, so the sweeper leaves them alone."""
+    with bookkeeping_engine().begin() as connection:
+        connection.execute(
+            update(TaskRecord)
+            .where(TaskRecord.id.in_(task_ids), TaskRecord.published_at.is_(None))
+            .values(published_at=utc_now())
+        )
+
+
+@event.listens_for(Session, "after_commit")
+def _publish_committed(session: Session) -> None:
+    pending = session.info.pop(_TO_PUBLISH, None)
+    if not pending:
+        return
+    published = []
+    for name, task_id, args in pending:
+        try:
+            publish(name, task_id, args)
+        except Exception as error:  # the broker is down: the sweeper publishes it later
+            log.warning("task %s kept in the outbox, not published yet: %s", task_id, error)
+        else:
+            published.append(task_id)
+    if published:
+        try:
+            mark_published(published)
+        except Exception as error:  # published twice at worst; the worker runs it once
+            log.warning("could not mark %d task(s) published: %s", len(published), error)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop(_TO_PUBLISH, None)
+
+
+def publish_stranded(older_than_seconds: float, limit: int = SWEEP_BATCH) -> int:
+    """Publish committed records never published (crash or broker outage); return how many.
+
+    Rows are locked with SKIP LOCKED, so sweepers in several workers never publish one
+    record twice at the same time.
+    """
+    cutoff = utc_now() - timedelta(seconds=older_than_seconds)
+    with db.engine.begin() as connection:
+        rows = connection.execute(
+            select(TaskRecord.id, TaskRecord.name, TaskRecord.args)
+            .where(
+                TaskRecord.published_at.is_(None),
+                TaskRecord.created_at < cutoff,
+                TaskRecord.state == PENDING,
+            )
+            .order_by(TaskRecord.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for task_id, name, args in rows:
+            publish(name, task_id, args)
+        if rows:
+            connection.execute(
+                update(TaskRecord)
+                .where(TaskRecord.id.in_([row.id for row in rows]))
+                .values(published_at=utc_now())
+            )
+    if rows:
+        log.info("outbox: published %d task(s) left unpublished", len(rows))
+    return len(rows)
+
+
+class OutboxSweeper(bootsteps.StartStopStep):
+    """A worker step: every OUTBOX_SWEEP_SECONDS, publish records left unpublished."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker: Any, **_: Any) -> None:
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, worker: Any) -> None:
+        self._thread = threading.Thread(
+            target=self._run, args=(worker.app.flask_app,), name="outbox-sweeper", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, worker: Any) -> None:
+        self._stopping.set()
+
+    def _run(self, flask_app: Any) -> None:
+        with flask_app.app_context():
+            interval = current_app.config["OUTBOX_SWEEP_SECONDS"]
+            grace = current_app.config["OUTBOX_GRACE_SECONDS"]
+            while not self._stopping.wait(interval):
+                try:
+                    while publish_stranded(grace) == SWEEP_BATCH:
+                        pass
+                except Exception as error:  # database or broker down: try again next time
+                    log.warning("outbox sweep failed, will retry: %s", error)
+                finally:
+                    db.session.remove()
