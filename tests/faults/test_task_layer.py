@@ -1,7 +1,10 @@
 """The task layer under load and faults: commit order, outbox, outcomes, cancel, poison."""
 
+import json
 import re
 import time
+import urllib.error
+import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,6 +45,22 @@ def create_users(base_url: str, count: int, prefix: str) -> list[tuple[int, dict
 
     with ThreadPoolExecutor(8) as pool:
         return list(pool.map(one, range(count)))
+
+
+def post_with_key(url: str, body: dict, key: str) -> tuple[int, dict, str | None]:
+    """POST with an Idempotency-Key; return status, JSON body and Idempotent-Replayed."""
+    request = urllib.request.Request(
+        url,
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json", "Idempotency-Key": key},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            replayed = response.headers.get("Idempotent-Replayed")
+            return response.status, json.loads(response.read()), replayed
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read()), None
 
 
 def welcome_records(app: Flask) -> list[TaskRecord]:
@@ -268,25 +287,7 @@ def test_idempotency_key_answers_concurrent_retries_once(
     key = uuid.uuid4().hex
 
     def submit(body: dict) -> tuple[int, dict, str | None]:
-        import json
-        import urllib.error
-        import urllib.request
-
-        req = urllib.request.Request(
-            f"{fault_server}/tasks/divide",
-            json.dumps(body).encode(),
-            {"Content-Type": "application/json", "Idempotency-Key": key},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=15) as response:
-                return (
-                    response.status,
-                    json.loads(response.read()),
-                    response.headers.get("Idempotent-Replayed"),
-                )
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read()), None
+        return post_with_key(f"{fault_server}/tasks/divide", body, key)
 
     with ThreadPoolExecutor(20) as pool:
         replies = list(pool.map(lambda _: submit({"x": 1, "y": 2}), range(20)))
