@@ -63,7 +63,11 @@ def test_postgres_restart_costs_only_503s_while_down(
     env = {**fault_env, "DATABASE_URL": private_postgres.url}
     assert run_cli([str(BIN / "flask"), "db", "upgrade"], env).returncode == 0
     server, base_url = start_gunicorn(env, log_dir)
-    workers.append(start_worker(env, log_dir, concurrency=1, extra=("-I", "tests.worker_tasks")))
+    # A queue of its own: the load's user creations queue welcome tasks on the default one.
+    queue = "touch-database"
+    workers.append(
+        start_worker(env, log_dir, concurrency=1, extra=("-I", "tests.worker_tasks", "-Q", queue))
+    )
     app = app_with(
         **{key: env[key] for key in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")}
     )
@@ -77,7 +81,8 @@ def test_postgres_restart_costs_only_503s_while_down(
             from tests.worker_tasks import touch_database
 
             with app.app_context():
-                task_id = touch_database.apply_async((False,)).id  # runs while the DB is down
+                # Runs while the database is down.
+                task_id = touch_database.apply_async((False,), queue=queue).id
             time.sleep(DOWN_S)
             private_postgres.start()
             up_at = time.monotonic()
