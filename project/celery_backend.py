@@ -1,4 +1,4 @@
-"""The Redis result backend, without subscribing to results nobody waits for."""
+"""The Redis result backend: no subscription nobody waits for, no deprecated SETEX."""
 
 from celery.backends.redis import RedisBackend
 
