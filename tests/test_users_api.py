@@ -158,8 +158,8 @@ def test_unknown_route_and_method_are_problems(client: FlaskClient) -> None:
 
 def test_a_new_user_is_welcomed_by_a_worker(client: FlaskClient, worker: Process) -> None:
     location = create(client).headers["Location"]
-    user = wait_for(lambda: client.get(location).get_json()["welcomed_at"] and 1, 30, "welcome")
-    assert user
+    welcomed_at = wait_for(lambda: client.get(location).get_json()["welcomed_at"], 30, "welcome")
+    assert welcomed_at.endswith("Z")
     tasks = client.get("/tasks/?name=send_welcome").get_json()["items"]
     assert [(task["state"], task["deliveries"]) for task in tasks] == [("SUCCESS", 1)]
 

@@ -58,20 +58,21 @@ def _claim(key_hash: str, fingerprint: str) -> bool:
 
 
 def _stored(key_hash: str) -> Row | None:
-    """Return the key's stored reply if younger than the retention period (expired ones go)."""
-    row = db.session.execute(
+    """Return the key's stored reply, after deleting it if older than the retention period."""
+    db.session.execute(
+        delete(IdempotentReply).where(
+            IdempotentReply.key_hash == key_hash,
+            IdempotentReply.created_at < utc_now() - RETENTION,
+        )
+    )
+    return db.session.execute(
         select(
             IdempotentReply.request_hash,
             IdempotentReply.status,
             IdempotentReply.body,
             IdempotentReply.location,
-            IdempotentReply.created_at,
         ).where(IdempotentReply.key_hash == key_hash)
     ).first()
-    if row is not None and row.created_at < utc_now() - RETENTION:
-        db.session.execute(delete(IdempotentReply).where(IdempotentReply.key_hash == key_hash))
-        return None
-    return row
 
 
 def _replay(row: Row) -> Response:
