@@ -15,19 +15,26 @@ from typing import Any
 
 from celery import Task, bootsteps
 from flask import current_app
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.orm import Session
 
 from project import db
 from project.database import bookkeeping_engine
 from project.tasks.models import PENDING, TaskRecord, utc_now
-from project.tasks.records import recorded_by_caller
+from project.tasks.records import RECORD, recorded_by_caller
 
 log = logging.getLogger(__name__)
 
 # Where a session keeps the tasks to publish once its transaction commits.
 _TO_PUBLISH = "tasks_to_publish"
 SWEEP_BATCH = 100
+# Built once, on the table: they run for every task queued.
+_records = TaskRecord.__table__
+MARK_PUBLISHED = (
+    update(_records)
+    .where(_records.c.id.in_(bindparam("ids", expanding=True)), _records.c.published_at.is_(None))
+    .values(published_at=bindparam("now"))
+)
 
 
 def enqueue_on_commit(task: Task, *args: Any) -> str:
@@ -36,7 +43,8 @@ def enqueue_on_commit(task: Task, *args: Any) -> str:
     Returns the task id. Nothing is published if the transaction rolls back.
     """
     task_id = str(uuid.uuid4())
-    db.session.execute(insert(TaskRecord).values(id=task_id, name=task.name, args=list(args)))
+    row = {"id": task_id, "name": task.name, "args": list(args), "created_at": utc_now()}
+    db.session.execute(RECORD, row)
     db.session.info.setdefault(_TO_PUBLISH, []).append((task.name, task_id, args))
     return task_id
 
@@ -55,11 +63,7 @@ def publish(name: str, task_id: str, args: Any) -> None:
 def mark_published(task_ids: list[str]) -> None:
     """Note that the broker accepted these tasks, so the sweeper leaves them alone."""
     with bookkeeping_engine().begin() as connection:
-        connection.execute(
-            update(TaskRecord)
-            .where(TaskRecord.id.in_(task_ids), TaskRecord.published_at.is_(None))
-            .values(published_at=utc_now())
-        )
+        connection.execute(MARK_PUBLISHED, {"ids": task_ids, "now": utc_now()})
 
 
 @event.listens_for(Session, "after_commit")

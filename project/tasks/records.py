@@ -28,12 +28,15 @@ def recorded_by_caller() -> Iterator[None]:
         _recorded_by_caller.reset(token)
 
 
+RECORD = insert(TaskRecord.__table__)  # built once: it runs for every task published
+
+
 def record_task(task_id: str, name: str, args: list[Any]) -> None:
     """Insert the record of a task being published now, outside the publisher's transaction."""
+    now = utc_now()
+    row = {"id": task_id, "name": name, "args": args, "created_at": now, "published_at": now}
     with bookkeeping_engine().begin() as connection:
-        connection.execute(
-            insert(TaskRecord).values(id=task_id, name=name, args=args, published_at=utc_now())
-        )
+        connection.execute(RECORD, row)
 
 
 def record_published_task(headers: dict[str, Any], body: Any, **_: Any) -> None:
