@@ -3,7 +3,7 @@
 import logging
 import sys
 from collections.abc import Mapping
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from celery import Celery, signals
@@ -38,7 +38,7 @@ class FlaskTask(AppContextTask):
 
         if self.request.called_directly:  # a plain function call, not a delivery
             return super().__call__(*args, **kwargs)
-        with nullcontext() if has_app_context() else self.app.flask_app.app_context():
+        with self._app_context():
             try:
                 begin_delivery(self)
             except OperationalError as error:  # the database is down: as for the task's queries
@@ -58,8 +58,12 @@ class FlaskTask(AppContextTask):
         """Write the outcome (or RETRY) into the task's record, where it outlasts Redis."""
         from project.tasks.lifecycle import end_delivery
 
-        with nullcontext() if has_app_context() else self.app.flask_app.app_context():
+        with self._app_context():
             end_delivery(task_id, status, retval)
+
+    def _app_context(self) -> AbstractContextManager:
+        """The Flask app context to run in: the current one, else a new one."""
+        return nullcontext() if has_app_context() else self.app.flask_app.app_context()
 
 
 def celery_settings(flask_config: Mapping[str, Any]) -> dict[str, Any]:

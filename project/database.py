@@ -67,11 +67,11 @@ def bookkeeping_engine() -> Engine:
     return current_app.extensions[BOOKKEEPING]
 
 
-def all_engines(app: Flask) -> list[Engine]:
-    """Return every engine the app uses (needs an app context)."""
+def all_engines(app: Flask) -> set[Engine]:
+    """Return every engine the app uses, once each (needs an app context)."""
     from project import db
 
-    return [*db.engines.values(), app.extensions[BOOKKEEPING]]
+    return {*db.engines.values(), app.extensions[BOOKKEEPING]}
 
 
 def init_database_engines(app: Flask) -> None:
@@ -80,5 +80,5 @@ def init_database_engines(app: Flask) -> None:
 
     with app.app_context():
         app.extensions[BOOKKEEPING] = make_bookkeeping_engine(db.engine)
-        for engine in set(all_engines(app)):
+        for engine in all_engines(app):
             ping_closed_connections(engine)

@@ -91,19 +91,19 @@ def openapi_path(rule: str) -> str:
 def document_idempotency(app: APIFlask, spec: dict[str, Any]) -> dict[str, Any]:
     """Declare the `Idempotency-Key` header, and what it answers, on `@idempotent` endpoints."""
     for rule in app.url_map.iter_rules():
-        if not getattr(app.view_functions[rule.endpoint], "idempotent", False):
+        view = app.view_functions[rule.endpoint]
+        if not getattr(view, "idempotent", False) or "POST" not in rule.methods:
             continue
-        for method in rule.methods & {"POST"}:
-            operation = spec["paths"][openapi_path(rule.rule)][method.lower()]
-            operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY)
-            for status, response in operation["responses"].items():
-                if status.startswith("2"):
-                    response.setdefault("headers", {})[REPLAYED_HEADER] = REPLAYED
-            operation["responses"].setdefault("400", {"description": BODY_ERRORS["400"]})
-            operation["responses"]["400"]["description"] += f" Or a malformed {KEY_HEADER}."
-            operation["responses"]["422"]["description"] += (
-                f" Or the {KEY_HEADER} was used before with another body."
-            )
+        operation = spec["paths"][openapi_path(rule.rule)]["post"]
+        operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY)
+        for status, response in operation["responses"].items():
+            if status.startswith("2"):
+                response.setdefault("headers", {})[REPLAYED_HEADER] = REPLAYED
+        operation["responses"].setdefault("400", {"description": BODY_ERRORS["400"]})
+        operation["responses"]["400"]["description"] += f" Or a malformed {KEY_HEADER}."
+        operation["responses"]["422"]["description"] += (
+            f" Or the {KEY_HEADER} was used before with another body."
+        )
     return spec
 
 

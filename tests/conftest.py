@@ -139,7 +139,7 @@ def app(migrated: dict[str, str]) -> Iterator[Flask]:
             text("TRUNCATE users, task_records, idempotent_replies RESTART IDENTITY")
         )
         db.session.commit()
-        for engine in set(all_engines(flask_app)):
+        for engine in all_engines(flask_app):
             engine.dispose()
 
 

@@ -244,3 +244,15 @@ def test_idempotency_key_replays_the_first_reply(client: FlaskClient) -> None:
     assert len(client.get("/tasks/").get_json()["items"]) == 1
     bad_key = {"Idempotency-Key": "has space"}
     assert_problem(client.post("/tasks/divide", json={"x": 1, "y": 2}, headers=bad_key), 400)
+
+
+def test_finished_tasks_are_listed_without_redis(
+    app: Flask, app_with: Callable[..., Flask]
+) -> None:
+    add_record(app, "done", "SUCCESS", result=3)
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    client = app_with(CELERY_BROKER_URL=dead, CELERY_RESULT_BACKEND=dead).test_client()
+    items = client.get("/tasks/").get_json()["items"]
+    assert [(item["id"], item["state"], item["result"]) for item in items] == [
+        ("done", "SUCCESS", 3)
+    ]

@@ -113,11 +113,7 @@ def publish_stranded(older_than_seconds: float, limit: int = SWEEP_BATCH) -> int
         for task_id, name, args in rows:
             publish(name, task_id, args)
         if rows:
-            connection.execute(
-                update(TaskRecord)
-                .where(TaskRecord.id.in_([row.id for row in rows]))
-                .values(published_at=utc_now())
-            )
+            connection.execute(MARK_PUBLISHED, {"ids": [row.id for row in rows], "now": utc_now()})
     if rows:
         log.info("outbox: published %d task(s) left unpublished", len(rows))
     return len(rows)

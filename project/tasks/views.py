@@ -197,6 +197,8 @@ def list_tasks(page: TaskPageQuery) -> dict[str, Any]:
     if len(rows) > page.limit:
         filters = page.model_dump(include={"state", "name"}, exclude_none=True)
         next_url = url_for("tasks.list_tasks", limit=page.limit, after=records[-1].id, **filters)
-    metas = task_metas([record.id for record in records])
-    items = [task_view(record, meta) for record, meta in zip(records, metas, strict=True)]
+    # Finished tasks answer from their records: Redis is asked only about the others.
+    unfinished = [record.id for record in records if record.state not in FINISHED_STATES]
+    metas = dict(zip(unfinished, task_metas(unfinished), strict=True))
+    items = [task_view(record, metas.get(record.id)) for record in records]
     return {"items": items, "next": next_url}

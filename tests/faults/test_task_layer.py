@@ -63,6 +63,18 @@ def post_with_key(url: str, body: dict, key: str) -> tuple[int, dict, str | None
         return error.code, json.loads(error.read()), None
 
 
+def queue_divide(base_url: str, operands: dict) -> str:
+    """POST /tasks/divide; return the task id."""
+    status, _, body = http("POST", f"{base_url}/tasks/divide", operands)
+    assert status == 202, (status, body)
+    return body["id"]
+
+
+def get_task(base_url: str, task_id: str) -> dict:
+    """GET /tasks/<id>; return the task."""
+    return http("GET", f"{base_url}/tasks/{task_id}")[2]
+
+
 def welcome_records(app: Flask) -> list[TaskRecord]:
     with app.app_context():
         return db.session.scalars(
@@ -155,19 +167,17 @@ def test_outcomes_outlast_result_expiry_and_flushall(
 ) -> None:
     workers.append(start_worker({**fault_env, "CELERY_RESULT_EXPIRES": "2"}, log_dir))
     operands = [(i, 4) for i in range(8)] + [(1, 0), (2, 0)]
-    ids = [
-        http("POST", f"{fault_server}/tasks/divide", {"x": x, "y": y})[2]["id"] for x, y in operands
-    ]
+    ids = [queue_divide(fault_server, {"x": x, "y": y}) for x, y in operands]
 
     def finished() -> list[dict] | None:
-        bodies = [http("GET", f"{fault_server}/tasks/{task_id}")[2] for task_id in ids]
+        bodies = [get_task(fault_server, task_id) for task_id in ids]
         done = all(body["state"] in ("SUCCESS", "FAILURE") for body in bodies)
         return bodies if done else None
 
     before = wait_for(finished, 60, "every task to finish")
     time.sleep(2.5)  # past the results' expiry
     redis.Redis.from_url(private_redis.url).flushall()
-    after = [http("GET", f"{fault_server}/tasks/{task_id}")[2] for task_id in ids]
+    after = [get_task(fault_server, task_id) for task_id in ids]
     kept = sum(
         (a["state"], a.get("result"), a.get("error"))
         == (b["state"], b.get("result"), b.get("error"))
@@ -186,10 +196,7 @@ def test_cancelled_tasks_never_run_even_when_cancelled_with_workers_down(
     log_dir: Path,
     workers: list[Process],
 ) -> None:
-    ids = [
-        http("POST", f"{fault_server}/tasks/divide", {"x": i, "y": 1})[2]["id"]
-        for i in range(CANCEL_QUEUED)
-    ]
+    ids = [queue_divide(fault_server, {"x": i, "y": 1}) for i in range(CANCEL_QUEUED)]
     cancelled = ids[::2]
     for task_id in cancelled:  # no worker runs: only the records know
         status, _, body = http("POST", f"{fault_server}/tasks/{task_id}/cancel")
@@ -198,13 +205,13 @@ def test_cancelled_tasks_never_run_even_when_cancelled_with_workers_down(
     kept = [task_id for task_id in ids if task_id not in cancelled]
 
     def states() -> list[str] | None:
-        found = [http("GET", f"{fault_server}/tasks/{task_id}")[2]["state"] for task_id in kept]
+        found = [get_task(fault_server, task_id)["state"] for task_id in kept]
         return found if set(found) == {"SUCCESS"} else None
 
     wait_for(states, 60, "the tasks not cancelled to succeed")
     wait_for(lambda: workers[0].output().count("ignored") >= CANCELLED, 30, "skips logged")
     ran = set(re.findall(r"divide\[([^\]]+)\] succeeded", workers[0].output()))
-    after = [http("GET", f"{fault_server}/tasks/{task_id}")[2]["state"] for task_id in cancelled]
+    after = [get_task(fault_server, task_id)["state"] for task_id in cancelled]
     report(
         request,
         f"cancel while workers down: queued={CANCEL_QUEUED} cancelled={CANCELLED} "
@@ -223,9 +230,9 @@ def test_cancelling_a_running_divide_stops_it_within_2_s(
     workers: list[Process],
 ) -> None:
     workers.append(start_worker({**fault_env, "DIVIDE_DELAY_SECONDS": "8"}, log_dir))
-    task_id = http("POST", f"{fault_server}/tasks/divide", {"x": 1, "y": 2})[2]["id"]
+    task_id = queue_divide(fault_server, {"x": 1, "y": 2})
     wait_for(
-        lambda: http("GET", f"{fault_server}/tasks/{task_id}")[2]["state"] == "STARTED",
+        lambda: get_task(fault_server, task_id)["state"] == "STARTED",
         30,
         "the task to start",
     )
@@ -233,7 +240,7 @@ def test_cancelling_a_running_divide_stops_it_within_2_s(
     assert http("POST", f"{fault_server}/tasks/{task_id}/cancel")[0] == 202
     wait_for(lambda: f"[{task_id}] ignored" in workers[0].output(), 5, "the task to stop")
     stopped_s = time.monotonic() - cancelled_at
-    body = http("GET", f"{fault_server}/tasks/{task_id}")[2]
+    body = get_task(fault_server, task_id)
     report(request, f"cancel running divide: stopped_s={stopped_s:.2f} state={body['state']}")
     assert stopped_s < 2 and body["state"] == "REVOKED"
     assert f"divide[{task_id}] succeeded" not in workers[0].output()
@@ -257,13 +264,10 @@ def test_a_task_that_kills_its_process_is_stopped_after_max_deliveries(
 
     with app.app_context():
         poison_id = kill_own_process.delay().id
-    ordinary = [
-        http("POST", f"{fault_server}/tasks/divide", {"x": i, "y": 2})[2]["id"]
-        for i in range(ORDINARY)
-    ]
+    ordinary = [queue_divide(fault_server, {"x": i, "y": 2}) for i in range(ORDINARY)]
 
     def final(task_id: str) -> dict | None:
-        body = http("GET", f"{fault_server}/tasks/{task_id}")[2]
+        body = get_task(fault_server, task_id)
         return body if body["state"] in ("SUCCESS", "FAILURE") else None
 
     poison = wait_for(lambda: final(poison_id), 120, "the poison task to be stopped")
