@@ -18,15 +18,29 @@ from bench.stack import BenchStack
 RESULTS = Path(__file__).parent / "results.json"
 
 
+def ratio_text(row: dict) -> str:
+    """`0.91 ± 0.02` for paired rows (flagged when the round limit ended them), else `0.91`."""
+    if row.get("ratio") is None:
+        return "–"
+    if "half_width" not in row:
+        return f"{row['ratio']:.2f}"
+    text = f"{row['ratio']:.2f} ± {row['half_width']:.2f}"
+    return text if row["converged"] else f"{text} ({row['rounds']} rounds, limit)"
+
+
 def print_table(rows: list[dict]) -> None:
-    """Print the rows as a Markdown table (the README's Performance section uses it)."""
-    print("| benchmark | product | baseline | ratio | target |")
-    print("| --- | --- | --- | --- | --- |")
+    """Print the rows as a Markdown table (the README's Performance section uses it).
+
+    `ratio` is CPU per unit (baseline ÷ product) for paired rows, product ÷ baseline for the
+    others; `throughput` is product ÷ baseline units per second in the same rounds.
+    """
+    print("| benchmark | product | baseline | ratio | throughput | target |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for row in rows:
-        ratio = f"{row['ratio']:.2f}" if row.get("ratio") is not None else "–"
+        throughput = f"{row['throughput_ratio']:.2f}" if "throughput_ratio" in row else "–"
         print(
-            f"| {row['name']} | {row['product']} | {row.get('baseline', '–')} | {ratio} "
-            f"| {row.get('target', '–')} |"
+            f"| {row['name']} | {row['product']} | {row.get('baseline', '–')} "
+            f"| {ratio_text(row)} | {throughput} | {row.get('target', '–')} |"
         )
 
 

@@ -7,6 +7,8 @@ from celery import Celery
 url = os.environ.get("CELERY_BROKER_URL", "redis://localhost:6379/0")
 celery = Celery("bare", broker=url, backend=url, set_as_current=False)
 celery.conf.broker_connection_retry_on_startup = True
+# A queue of its own, so this worker and the product's can run side by side.
+celery.conf.task_default_queue = "bare"
 
 
 @celery.task(name="bare.divide")

@@ -12,6 +12,7 @@ UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 @dataclass
 class WrkResult:
+    requests: int
     requests_per_s: float
     p50_ms: float
     p99_ms: float
@@ -36,6 +37,7 @@ def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> 
     if socket_errors:
         errors += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1)))
     return WrkResult(
+        requests=int(re.search(r"(\d+) requests in", out).group(1)),
         requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         p50_ms=_ms(latency["50"]),
         p99_ms=_ms(latency["99"]),

@@ -27,13 +27,20 @@ def healthz():
     return jsonify({"status": "ok"})
 
 
+USER_COLUMNS = "SELECT id, username, email, welcomed_at FROM users"
+
+
+def user_json(row) -> dict:
+    user = dict(row._mapping)
+    user["welcomed_at"] = user["welcomed_at"] and user["welcomed_at"].isoformat()
+    return user
+
+
 @app.get("/users/<int:user_id>")
 def get_user(user_id: int):
     with engine.connect() as connection:
-        row = connection.execute(
-            text("SELECT id, username, email FROM users WHERE id = :id"), {"id": user_id}
-        ).one()
-    return jsonify(dict(row._mapping))
+        row = connection.execute(text(f"{USER_COLUMNS} WHERE id = :id"), {"id": user_id}).one()
+    return jsonify(user_json(row))
 
 
 @app.get("/users/")
@@ -42,10 +49,12 @@ def list_users():
     limit = int(request.args.get("limit", 20))
     with engine.connect() as connection:
         rows = connection.execute(
-            text("SELECT id, username, email FROM users WHERE id > :after ORDER BY id LIMIT :n"),
-            {"after": after, "n": limit},
-        )
-        return jsonify({"items": [dict(row._mapping) for row in rows], "next": None})
+            text(f"{USER_COLUMNS} WHERE id > :after ORDER BY id LIMIT :n"),
+            {"after": after, "n": limit + 1},
+        ).all()
+    items = [user_json(row) for row in rows[:limit]]
+    next_url = f"/users/?limit={limit}&after={items[-1]['id']}" if len(rows) > limit else None
+    return jsonify({"items": items, "next": next_url})
 
 
 @app.post("/users/")

@@ -1,0 +1,103 @@
+"""Paired rounds: product and baseline measured in turn until their CPU ratio holds still.
+
+Throughput on a shared machine moves with the neighbours; the CPU time a server spends per
+request moves far less, and whatever drift remains hits both sides of a round alike. Each
+round measures both sides (in alternating order), the round's ratio is baseline CPU per unit
+÷ product CPU per unit (1.0: the product costs what the baseline does; 0.5: twice as much),
+and rounds go on until the mean ratio's 95 % confidence interval is within ±TARGET_HALF_WIDTH
+or the round limit is reached.
+"""
+
+import math
+import os
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TARGET_HALF_WIDTH = 0.03
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Student's t, 0.975 quantile, by degrees of freedom (no SciPy needed for a table this small).
+T_975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
+         10: 2.23, 11: 2.20, 12: 2.18, 13: 2.16, 14: 2.14, 15: 2.13, 16: 2.12, 17: 2.11,
+         18: 2.10, 19: 2.09, 20: 2.09}  # fmt: skip
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its descendants so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    return own + sum(tree_cpu_seconds(child) for child in _children(pid))
+
+
+@dataclass
+class Sample:
+    """One side of one round: units done (requests, tasks), CPU and wall seconds spent."""
+
+    units: int
+    cpu_seconds: float
+    wall_seconds: float
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Paired:
+    """Every round of a product-vs-baseline comparison, and what they add up to."""
+
+    product: list[Sample] = field(default_factory=list)
+    baseline: list[Sample] = field(default_factory=list)
+
+    @property
+    def ratios(self) -> list[float]:
+        return [
+            (b.cpu_seconds / b.units) / (p.cpu_seconds / p.units)
+            for p, b in zip(self.product, self.baseline, strict=True)
+        ]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.mean(self.ratios)
+
+    @property
+    def half_width(self) -> float:
+        """Half the width of the mean ratio's 95 % confidence interval."""
+        ratios = self.ratios
+        if len(ratios) < 2:
+            return math.inf
+        t = T_975.get(len(ratios) - 1, 1.96)
+        return t * statistics.stdev(ratios) / math.sqrt(len(ratios))
+
+    def cpu_per_unit_us(self, side: str) -> float:
+        samples = getattr(self, side)
+        return sum(s.cpu_seconds for s in samples) / sum(s.units for s in samples) * 1e6
+
+    def per_second(self, side: str) -> float:
+        """Units per second over every round of one side."""
+        samples = getattr(self, side)
+        return sum(s.units for s in samples) / sum(s.wall_seconds for s in samples)
+
+
+def paired_rounds(
+    product: Callable[[], Sample],
+    baseline: Callable[[], Sample],
+    max_rounds: int,
+    min_rounds: int = 4,
+) -> Paired:
+    """Alternate product and baseline rounds until the CPU ratio is known to ±0.03."""
+    paired = Paired()
+    for number in range(max_rounds):
+        # Swap the order every round, so drift during a round favours neither side.
+        if number % 2:
+            paired.baseline.append(baseline())
+            paired.product.append(product())
+        else:
+            paired.product.append(product())
+            paired.baseline.append(baseline())
+        if number + 1 >= min_rounds and paired.half_width <= TARGET_HALF_WIDTH:
+            break
+    return paired
