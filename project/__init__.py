@@ -14,6 +14,7 @@ from project.celery_utils import make_celery
 from project.config import REPO_ROOT, load_config
 from project.database import init_database_engines
 from project.features import import_feature_modules
+from project.json_provider import OrjsonProvider
 from project.openapi import init_openapi
 from project.security import init_security_headers
 from project.validation import init_json_body_checks
@@ -52,6 +53,7 @@ def create_app(config_name: str | None = None) -> APIFlask:
         docs_path=None,
         json_errors=False,
     )
+    app.json = OrjsonProvider(app)
     app.config.from_object(load_config(config_name))
     configure_logging()
     register_extensions(app)
