@@ -2,7 +2,7 @@
 
 from apiflask import APIBlueprint
 from flask import url_for
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from project import db
@@ -64,14 +64,18 @@ def create_user(new: UserIn) -> tuple[User, int, dict[str, str]]:
     return user, 201, {"Location": url_for("users.get_user", user_id=user.id)}
 
 
+# Built once: constructing the statement on every request cost more than running it.
+USERS_AFTER = (
+    select(User).where(User.id > bindparam("after")).order_by(User.id).limit(bindparam("n"))
+)
+
+
 @users_blueprint.get("/")
 @users_blueprint.input(UserPageQuery, location="query", arg_name="page")
 @users_blueprint.output(UserPage)
 def list_users(page: UserPageQuery) -> dict:
     """List users by id, `limit` at a time, after the id `after`."""
-    rows = db.session.scalars(
-        select(User).where(User.id > page.after).order_by(User.id).limit(page.limit + 1)
-    ).all()
+    rows = db.session.scalars(USERS_AFTER, {"after": page.after, "n": page.limit + 1}).all()
     items = rows[: page.limit]
     next_url = None
     if len(rows) > page.limit:
