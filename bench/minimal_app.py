@@ -8,10 +8,12 @@ from flask import Flask, jsonify, request
 from sqlalchemy import create_engine, text
 
 from bench.bare_celery import divide, send_welcome
+from project.database import ping_closed_connections
 
 app = Flask(__name__)
 url = os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg2://", 1)
-engine = create_engine(url, pool_pre_ping=True)
+engine = create_engine(url)
+ping_closed_connections(engine)  # the product's connection check: no round trip
 # As the product's bookkeeping engine: autocommit, commits not waiting for the disk.
 bookkeeping = create_engine(
     url, isolation_level="AUTOCOMMIT", connect_args={"options": "-c synchronous_commit=off"}
