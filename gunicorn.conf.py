@@ -1,5 +1,6 @@
 """Gunicorn settings, read automatically by `gunicorn app:app` from the repo root."""
 
+import gc
 import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
@@ -14,6 +15,15 @@ preload_app = True
 control_socket_disable = True
 accesslog = "-"
 errorlog = "-"
+
+
+def when_ready(server: object) -> None:
+    """Freeze the preloaded app's objects before any worker is forked.
+
+    The garbage collector then never scans them again (a full collection of the loaded app
+    takes ~90 ms) nor writes to their pages, which workers keep sharing with the master.
+    """
+    gc.freeze()
 
 
 def post_fork(server: object, worker: object) -> None:
