@@ -48,7 +48,11 @@ GROUPS = (task_throughput, round_trip, web, scale, headroom, compose_startup)
 
 
 def main() -> None:
-    """Run the row groups named on the command line (default: all)."""
+    """Run the row groups named on the command line (default: all), or `profile`."""
+    if sys.argv[1:] == ["profile"]:
+        from bench.profile import profile
+
+        return profile()
     wanted = set(sys.argv[1:])
     unknown = wanted - {group.__name__ for group in GROUPS}
     if unknown:

@@ -36,7 +36,9 @@ class TaskRecord(db.Model):
             postgresql_where=text("published_at IS NULL"),
             sqlite_where=text("published_at IS NULL"),
         ),
+        # GET /tasks/?state= and ?name=: newest first within a state or a name, from the index.
         Index("ix_task_records_state_seq", "state", "seq"),
+        Index("ix_task_records_name_seq", "name", "seq"),
     )
 
     # seq orders the records newest first for keyset pagination; id is Celery's task id.

@@ -10,7 +10,7 @@ from celery.result import AsyncResult
 from flask import url_for
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
 from project import db
 from project.errors import Problem, validation_problem
@@ -166,6 +166,18 @@ def cancel_task(task_id: str) -> tuple[dict[str, Any], int]:
     return task_view(record), 202
 
 
+def full_names(name: str) -> list[str]:
+    """The task names `name` means: a registered name, else those it is the short name of.
+
+    One full name lets the database walk its (name, seq) index newest first; a suffix
+    match (`LIKE '%.divide'`) would read every record.
+    """
+    registered = current_celery_app.tasks
+    if name in registered:
+        return [name]
+    return [full for full in registered if full.endswith("." + name)] or [name]
+
+
 def wait_until_finished(task_id: str, timeout: float) -> None:
     """Block until the task finishes or `timeout` passes (Redis pub/sub: no polling)."""
     try:
@@ -183,9 +195,7 @@ def list_tasks(page: TaskPageQuery) -> dict[str, Any]:
     if page.state is not None:
         query = query.where(TaskRecord.state == page.state)
     if page.name is not None:
-        query = query.where(
-            or_(TaskRecord.name == page.name, TaskRecord.name.endswith("." + page.name))
-        )
+        query = query.where(TaskRecord.name.in_(full_names(page.name)))
     if page.after is not None:
         cursor = _find(page.after)
         if cursor is None:
