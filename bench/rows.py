@@ -45,7 +45,7 @@ def paired_row(name: str, paired: Paired, unit: str, target: str, **extra) -> di
 
     def figures(side: str) -> str:
         cpu = paired.cpu_per_unit_us(side)
-        return f"{paired.per_second(side):,.1f} {unit}/s, {cpu:,.0f} µs CPU/{unit}"
+        return f"{paired.per_second(side):,.1f} {unit}s/s, {cpu:,.0f} µs CPU/{unit}"
 
     return {
         "name": name,
@@ -109,9 +109,9 @@ def task_throughput(stack: BenchStack) -> list[dict]:
     stack.stop(unreliable_worker)
     stack.stop(bare_worker)
     return [
-        paired_row("tasks as shipped (records, at-least-once)", shipped, "tasks", "≥ 1.0"),
-        paired_row("tasks without the task record", unrecorded, "tasks", "for comparison"),
-        paired_row("tasks without late ack, prefetch 4", loose, "tasks", "for comparison"),
+        paired_row("tasks as shipped (records, at-least-once)", shipped, "task", "≥ 1.0"),
+        paired_row("tasks without the task record", unrecorded, "task", "for comparison"),
+        paired_row("tasks without late ack, prefetch 4", loose, "task", "for comparison"),
     ]
 
 
@@ -204,7 +204,7 @@ def web(stack: BenchStack) -> list[dict]:
             side: sum(s.extra["errors"] for s in getattr(paired, side))
             for side in ("product", "baseline")
         }
-        rows.append(paired_row(f"web {name}", paired, "req", target, errors=errors))
+        rows.append(paired_row(f"web {name}", paired, "request", target, errors=errors))
     stack.stop(product_server)
     stack.stop(baseline_server)
     return rows

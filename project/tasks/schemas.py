@@ -74,7 +74,9 @@ class TaskPageQuery(PageQuery):
     after: str | None = Field(None, description="The id of the last task of the previous page.")
     state: TaskState | None = Field(None, description="Only tasks whose record is in this state.")
     name: str | None = Field(
-        None, max_length=255, description="Only tasks of this name (`divide`, or in full)."
+        None,
+        max_length=255,
+        description="Only tasks of this name, in full or a registered task's short name.",
     )
 
 
