@@ -16,6 +16,7 @@ from project.database import init_database_engines
 from project.features import import_feature_modules
 from project.json_provider import OrjsonProvider
 from project.openapi import init_openapi
+from project.proxies import init_trusted_proxies
 from project.security import init_security_headers
 from project.validation import init_json_body_checks
 
@@ -62,6 +63,7 @@ def create_app(config_name: str | None = None) -> APIFlask:
     init_json_body_checks(app)
     init_openapi(app)
     init_security_headers(app)
+    init_trusted_proxies(app)
     register_shell_context(app)
     return app
 

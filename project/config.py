@@ -5,6 +5,7 @@ Every setting is read from the environment when a config object is built (inside
 settings.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import TypeVar
@@ -46,6 +47,23 @@ def env_number(name: str, default: Number) -> Number:
         raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def env_networks(name: str) -> list[IPNetwork]:
+    """Read comma-separated IP addresses or networks (`10.0.0.5, 172.16.0.0/12`)."""
+    networks = []
+    for item in os.environ.get(name, "").split(","):
+        if item.strip():
+            try:
+                networks.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"{name} must list IP addresses or networks, got {item.strip()!r}"
+                ) from None
+    return networks
+
+
 def env_or_file(name: str) -> str:
     """Return the variable NAME, else the contents of the file NAME_FILE names, else ''.
 
@@ -78,6 +96,8 @@ class BaseConfig:
         self.DIVIDE_DELAY_SECONDS = env_number(
             "DIVIDE_DELAY_SECONDS", self.DEFAULT_DIVIDE_DELAY_SECONDS
         )
+        # The reverse proxies whose X-Forwarded-* headers are believed; nobody's by default.
+        self.TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
         self._load_celery_settings()
 
     def _load_celery_settings(self) -> None:

@@ -17,6 +17,7 @@ from tests.support import account, report, skip_or_fail, submit_divisions
 
 APP_SETTINGS = {
     "FLASK_CONFIG", "DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "SECRET_KEY",
+    "WEB_BIND", "FLOWER_BIND", "TRUSTED_PROXIES",
 }  # fmt: skip
 
 
@@ -170,8 +171,32 @@ def test_only_the_web_port_is_published(stack: Stack) -> None:
     }
     assert {service for service, _ in published} == {"web"}
     assert {port for _, port in published} == {stack.port}
+    addresses = {
+        port["URL"]
+        for container in containers
+        for port in container.get("Publishers") or []
+        if port.get("PublishedPort")
+    }
+    assert addresses == {"127.0.0.1"}  # loopback by default: not reachable from the network
     assert stack.compose("port", "db", "5432", check=False).stdout.strip() in ("", ":0")
     assert stack.compose("port", "redis", "6379", check=False).stdout.strip() in ("", ":0")
+
+
+@pytest.mark.parametrize(
+    ("bind", "expected"),
+    [(None, "127.0.0.1"), ("0.0.0.0", "0.0.0.0"), ("192.0.2.10", "192.0.2.10")],
+)
+def test_web_and_flower_bind_to_loopback_unless_told(bind: str | None, expected: str) -> None:
+    config = Stack()
+    for name in ("WEB_BIND", "FLOWER_BIND"):
+        if bind is not None:
+            config.env[name] = bind
+    rendered = json.loads(
+        config.compose("--profile", "monitoring", "config", "--format", "json").stdout
+    )
+    for service in ("web", "flower"):
+        (port,) = rendered["services"][service]["ports"]
+        assert port["host_ip"] == expected, service
 
 
 def test_data_survives_a_web_restart(stack: Stack) -> None:
