@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPException
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,9 @@ def create_users(base_url: str, count: int, prefix: str) -> list[tuple[int, dict
             status, _, body = http(
                 "POST", f"{base_url}/users/", {"username": name, "email": f"{name}@example.com"}
             )
-        except OSError:  # the web process died mid-request
+        # The web process died mid-request: before answering, or (another thread's request
+        # killing it) between the headers and the body.
+        except (OSError, HTTPException):
             return 0, None
         return status, body
 
