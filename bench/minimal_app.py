@@ -103,8 +103,20 @@ def create_user_with_outbox():
     return jsonify({"id": user_id, **body}), 201
 
 
+def waiting_tasks() -> int:
+    """The queue's length, every priority's list (the product's MAX_QUEUED_TASKS check)."""
+    with divide.app.pool.acquire(block=True) as connection:
+        channel = connection.default_channel
+        pipeline = channel.client.pipeline(transaction=False)
+        for priority in channel.priority_steps:
+            pipeline.llen(channel._q_for_pri(divide.app.conf.task_default_queue, priority))
+        return sum(pipeline.execute())
+
+
 @app.post("/outbox/tasks/divide")
 def queue_divide_with_outbox():
+    if waiting_tasks() >= 10_000:
+        return jsonify({"status": 503}), 503
     body = request.get_json()
     task_id = str(uuid.uuid4())
     with engine.begin() as connection:

@@ -117,6 +117,8 @@ class BaseConfig:
         self.CELERY_OVERRIDE_BACKENDS = {"redis": backend, "rediss": backend}
         # Several deployments can share one Redis by giving each its own queue.
         self.CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE") or "celery"
+        # POST /tasks/divide answers 503 while this many tasks wait, rather than fill Redis.
+        self.MAX_QUEUED_TASKS = env_number("MAX_QUEUED_TASKS", 10_000)
         self.CELERY_ACCEPT_CONTENT = ["json"]
         self.CELERY_TASK_SERIALIZER = "json"
         self.CELERY_RESULT_SERIALIZER = "json"

@@ -20,12 +20,21 @@ log = logging.getLogger(__name__)
 class Problem(Exception):
     """An error to answer as problem+json; `extra` members are added to the body."""
 
-    def __init__(self, status: int, title: str, detail: str, slug: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        slug: str,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.title = title
         self.detail = detail
         self.slug = slug
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -89,8 +98,12 @@ def _slug(title: str) -> str:
 
 
 def handle_problem(error: Problem) -> tuple[Response, int]:
-    """Answer a raised Problem."""
-    return problem_response(error.status, error.title, error.detail, error.slug, **error.extra)
+    """Answer a raised Problem, with its headers (Retry-After, ...)."""
+    response, status = problem_response(
+        error.status, error.title, error.detail, error.slug, **error.extra
+    )
+    response.headers.update(error.headers)
+    return response, status
 
 
 def handle_http_exception(error: HTTPException) -> tuple[Response, int]:

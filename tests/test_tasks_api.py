@@ -7,7 +7,7 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from harness.processes import Process, free_port, wait_for
 from project import db
@@ -256,3 +256,33 @@ def test_finished_tasks_are_listed_without_redis(
     assert [(item["id"], item["state"], item["result"]) for item in items] == [
         ("done", "SUCCESS", 3)
     ]
+
+
+@pytest.mark.usefixtures("app")  # empties the tables afterwards
+def test_a_full_queue_refuses_new_tasks_and_keeps_the_queued_ones(
+    app_with: Callable[..., Flask], redis_url: str
+) -> None:
+    # A queue of its own, which no worker reads: what is queued stays there.
+    queue = f"queue-limit-{free_port()}"
+    app = app_with(MAX_QUEUED_TASKS="3", CELERY_TASK_DEFAULT_QUEUE=queue)
+    client = app.test_client()
+    broker = redis.Redis.from_url(redis_url)
+
+    def records() -> int:
+        with app.app_context():
+            return db.session.scalar(select(func.count()).select_from(TaskRecord))
+
+    before = records()
+    try:
+        accepted = [client.post("/tasks/divide", json={"x": i, "y": 1}) for i in range(3)]
+        assert [response.status_code for response in accepted] == [202, 202, 202]
+        refused = client.post("/tasks/divide", json={"x": 9, "y": 1})
+        assert_problem(refused, 503)
+        assert refused.get_json()["type"] == "/problems/queue-full"
+        assert refused.headers["Retry-After"] == "10"
+        assert broker.llen(queue) == 3  # nothing queued, nothing lost
+        assert records() == before + 3
+        broker.lpop(queue)  # one fewer waits: the next is accepted again
+        assert client.post("/tasks/divide", json={"x": 9, "y": 1}).status_code == 202
+    finally:
+        broker.delete(queue)

@@ -28,6 +28,7 @@ from project.tasks.models import (
     utc_now,
 )
 from project.tasks.outbox import enqueue_on_commit
+from project.tasks.queue_limit import refuse_when_queue_full
 from project.tasks.schemas import (
     DivideIn,
     QueuedTask,
@@ -43,6 +44,7 @@ tasks_blueprint = APIBlueprint("tasks", __name__, url_prefix="/tasks", tag="Task
 
 MAX_TASK_ID_LENGTH = 64  # the column's size
 NOT_FOUND = {404: "This service never issued that task id."}
+QUEUE_FULL = {503: "MAX_QUEUED_TASKS tasks wait already; `Retry-After` says when to try again."}
 
 
 def _short_name(name: str) -> str:
@@ -111,8 +113,10 @@ def task_view(record: TaskRecord, meta: dict[str, Any] | None = None) -> dict[st
 @idempotent
 @tasks_blueprint.input(DivideIn, arg_name="operands")
 @tasks_blueprint.output(QueuedTask, status_code=202, headers=LocationHeader)
+@tasks_blueprint.doc(responses=QUEUE_FULL)
 def queue_divide(operands: DivideIn) -> tuple[dict[str, str], int, dict[str, str]]:
     """Queue `divide(x, y)`; y = 0 is accepted and fails in the worker."""
+    refuse_when_queue_full()
     return queued(enqueue_on_commit(divide, operands.x, operands.y), divide.name)
 
 
