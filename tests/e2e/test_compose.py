@@ -151,6 +151,22 @@ def test_containers_run_as_non_root_and_share_a_generated_secret(stack: Stack) -
     assert len(web_key) == 64 and web_key == worker_key
 
 
+def test_app_containers_are_read_only_without_capabilities(stack: Stack) -> None:
+    for service in ("web", "worker"):
+        (container,) = stack.compose("ps", "-q", service).stdout.split()
+        inspected = subprocess.run(
+            ["docker", "inspect", "--format", "{{json .HostConfig}}", container],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        host = json.loads(inspected.stdout)
+        assert host["ReadonlyRootfs"] is True, service
+        assert host["CapDrop"] == ["ALL"] and not host["CapAdd"], service
+        assert "no-new-privileges:true" in host["SecurityOpt"], service
+    refused = stack.compose("exec", "web", "touch", "/app/written", check=False)
+    assert refused.returncode != 0 and "Read-only file system" in refused.stderr
+    assert stack.compose("exec", "web", "touch", "/tmp/written", check=False).returncode == 0
+
+
 def test_redis_and_postgres_need_generated_credentials(stack: Stack) -> None:
     unauthenticated = stack.compose("exec", "redis", "redis-cli", "ping", check=False)
     assert "NOAUTH" in unauthenticated.stdout + unauthenticated.stderr
