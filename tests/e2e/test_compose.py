@@ -180,19 +180,14 @@ def test_only_the_web_port_is_published(stack: Stack) -> None:
     listing = stack.compose("ps", "--format", "json").stdout
     containers = [json.loads(line) for line in listing.splitlines() if line.strip()]
     published = {
-        (container["Service"], port["PublishedPort"])
+        (container["Service"], port["PublishedPort"], port["URL"])
         for container in containers
         for port in container.get("Publishers") or []
         if port.get("PublishedPort")
     }
-    assert {service for service, _ in published} == {"web"}
-    assert {port for _, port in published} == {stack.port}
-    addresses = {
-        port["URL"]
-        for container in containers
-        for port in container.get("Publishers") or []
-        if port.get("PublishedPort")
-    }
+    assert {service for service, _, _ in published} == {"web"}
+    assert {port for _, port, _ in published} == {stack.port}
+    addresses = {address for _, _, address in published}
     assert addresses == {"127.0.0.1"}  # loopback by default: not reachable from the network
     assert stack.compose("port", "db", "5432", check=False).stdout.strip() in ("", ":0")
     assert stack.compose("port", "redis", "6379", check=False).stdout.strip() in ("", ":0")
