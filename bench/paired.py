@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.processes import child_pids
+
 TARGET_HALF_WIDTH = 0.03
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Student's t, 0.975 quantile, by degrees of freedom (no SciPy needed for a table this small).
@@ -23,16 +25,11 @@ T_975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31
          18: 2.10, 19: 2.09, 20: 2.09}  # fmt: skip
 
 
-def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(child) for child in path.read_text().split()] if path.exists() else []
-
-
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process and its descendants so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-    return own + sum(tree_cpu_seconds(child) for child in _children(pid))
+    return own + sum(tree_cpu_seconds(child) for child in child_pids(pid))
 
 
 @dataclass

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.measure import wrk
-from bench.rows import ENDPOINTS, WRK_CONNECTIONS
+from bench.rows import ENDPOINTS, WRK_CONNECTIONS, seed_users
 from bench.stack import BenchStack
 from harness.processes import BIN
 
@@ -69,10 +69,7 @@ def profile() -> None:
     PROFILES.mkdir(exist_ok=True)
     summary = ["# Where the product's time goes, per endpoint", ""]
     with BenchStack() as stack:
-        stack.sql(
-            "INSERT INTO users (username, email) SELECT 'seed' || g, 'seed' || g || "
-            "'@example.com' FROM generate_series(1, 1000) AS g"
-        )
+        seed_users(stack)
         server, url = stack.gunicorn()
         seen = set()
         for name, path, script, _, _ in ENDPOINTS:

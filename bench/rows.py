@@ -171,6 +171,14 @@ ENDPOINTS = [
 ]  # fmt: skip
 
 
+def seed_users(stack: BenchStack) -> None:
+    """The 1,000 users the web rows (and their profiles) read."""
+    stack.sql(
+        "INSERT INTO users (username, email) SELECT 'seed' || g, 'seed' || g || '@example.com' "
+        "FROM generate_series(1, 1000) AS g"
+    )
+
+
 def wrk_sample(server: Process, url: str, seconds: int, script: str | None) -> Sample:
     """Load `url` with wrk; the requests served and the server's CPU (master and workers)."""
     cpu_before = tree_cpu_seconds(server.pid)
@@ -181,10 +189,7 @@ def wrk_sample(server: Process, url: str, seconds: int, script: str | None) -> S
 
 
 def web(stack: BenchStack) -> list[dict]:
-    stack.sql(
-        "INSERT INTO users (username, email) SELECT 'seed' || g, 'seed' || g || '@example.com' "
-        "FROM generate_series(1, 1000) AS g"
-    )
+    seed_users(stack)
     product_server, product_url = stack.gunicorn()
     baseline_server, baseline_url = stack.gunicorn("bench.minimal_app:app", BASELINE_CONFIG)
     rows = []
@@ -253,12 +258,13 @@ def scale(stack: BenchStack) -> list[dict]:
         servers[n] = stack.gunicorn(DATABASE_URL=url)[1]
     rows = []
     small, large = SCALE_SIZES
+    oldest_task = hashlib.md5(b"100").hexdigest()  # the id TASK_RECORDS gives record 100
     for label, path in SCALE_PATHS.items():
         p50s: dict[int, list[float]] = {n: [] for n in SCALE_SIZES}
         for _ in range(SCALE_ROUNDS):  # alternate sizes; the median p50 of each
             for n in SCALE_SIZES:
-                places = {"deep": n - 100, "oldest_task": hashlib.md5(b"100").hexdigest()}
-                p50s[n].append(wrk(servers[n] + path.format(**places), 2, 4).p50_ms)
+                target = servers[n] + path.format(deep=n - 100, oldest_task=oldest_task)
+                p50s[n].append(wrk(target, 2, 4).p50_ms)
         rows.append(
             row(f"scale: {label} p50, {large:,} vs {small:,} rows", median(p50s[large]),
                 median(p50s[small]), "ms", "≤ 1.2", note=f"baseline column: {small:,} rows")
