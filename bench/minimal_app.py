@@ -8,7 +8,9 @@ from flask import Flask, jsonify, request
 from sqlalchemy import create_engine, text
 
 from bench.bare_celery import divide, send_welcome
+from project.config import DEFAULT_MAX_QUEUED_TASKS
 from project.database import ping_closed_connections
+from project.tasks.queue_limit import queue_length
 
 app = Flask(__name__)
 url = os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg2://", 1)
@@ -103,19 +105,9 @@ def create_user_with_outbox():
     return jsonify({"id": user_id, **body}), 201
 
 
-def waiting_tasks() -> int:
-    """The queue's length, every priority's list (the product's MAX_QUEUED_TASKS check)."""
-    with divide.app.pool.acquire(block=True) as connection:
-        channel = connection.default_channel
-        pipeline = channel.client.pipeline(transaction=False)
-        for priority in channel.priority_steps:
-            pipeline.llen(channel._q_for_pri(divide.app.conf.task_default_queue, priority))
-        return sum(pipeline.execute())
-
-
 @app.post("/outbox/tasks/divide")
 def queue_divide_with_outbox():
-    if waiting_tasks() >= 10_000:
+    if queue_length(divide.app) >= DEFAULT_MAX_QUEUED_TASKS:  # the product's queue limit
         return jsonify({"status": 503}), 503
     body = request.get_json()
     task_id = str(uuid.uuid4())

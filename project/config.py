@@ -17,6 +17,7 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 WELL_KNOWN_SECRETS = {"dev", "secret", "changeme", "change-me", "secret-key", "development"}
 MIN_SECRET_KEY_LENGTH = 32
 UNACKED_RESTORE_INTERVAL_SECONDS = 10
+DEFAULT_MAX_QUEUED_TASKS = 10_000
 
 
 class ConfigError(Exception):
@@ -118,7 +119,7 @@ class BaseConfig:
         # Several deployments can share one Redis by giving each its own queue.
         self.CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE") or "celery"
         # POST /tasks/divide answers 503 while this many tasks wait, rather than fill Redis.
-        self.MAX_QUEUED_TASKS = env_number("MAX_QUEUED_TASKS", 10_000)
+        self.MAX_QUEUED_TASKS = env_number("MAX_QUEUED_TASKS", DEFAULT_MAX_QUEUED_TASKS)
         self.CELERY_ACCEPT_CONTENT = ["json"]
         self.CELERY_TASK_SERIALIZER = "json"
         self.CELERY_RESULT_SERIALIZER = "json"

@@ -2,6 +2,7 @@
 
 import logging
 
+from celery import Celery
 from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
@@ -14,23 +15,27 @@ RETRY_AFTER_SECONDS = 10
 log = logging.getLogger(__name__)
 
 
-def waiting_tasks() -> int | None:
-    """Count the tasks waiting in the default queue; None when the broker cannot say.
+def queue_length(celery: Celery) -> int | None:
+    """Count the tasks waiting in a Celery app's default queue; None if not a Redis broker.
 
     Reads the Redis lists kombu keeps per queue and priority (one round trip, pipelined).
     Tasks a worker has taken but not yet acknowledged are running, not waiting.
     """
-    celery = current_app.extensions["celery"]
     queue = celery.conf.task_default_queue
+    with celery.pool.acquire(block=True) as connection:
+        channel = connection.default_channel
+        if not hasattr(channel, "client"):
+            return None
+        pipeline = channel.client.pipeline(transaction=False)
+        for priority in channel.priority_steps:
+            pipeline.llen(channel._q_for_pri(queue, priority))
+        return sum(pipeline.execute())
+
+
+def waiting_tasks() -> int | None:
+    """Count the tasks waiting in this app's queue; None when the broker cannot say."""
     try:
-        with celery.pool.acquire(block=True) as connection:
-            channel = connection.default_channel
-            if not hasattr(channel, "client"):
-                return None  # not a Redis broker
-            pipeline = channel.client.pipeline(transaction=False)
-            for priority in channel.priority_steps:
-                pipeline.llen(channel._q_for_pri(queue, priority))
-            return sum(pipeline.execute())
+        return queue_length(current_app.extensions["celery"])
     except (RedisError, BrokerError, OSError) as error:
         # The outbox keeps what is accepted meanwhile; refusing would add nothing.
         log.warning("queue length unknown, accepting: %s", error)
