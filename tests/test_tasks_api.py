@@ -1,5 +1,6 @@
 """The tasks API against a real worker, Redis and PostgreSQL."""
 
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -263,7 +264,7 @@ def test_a_full_queue_refuses_new_tasks_and_keeps_the_queued_ones(
     app_with: Callable[..., Flask], redis_url: str
 ) -> None:
     # A queue of its own, which no worker reads: what is queued stays there.
-    queue = f"queue-limit-{free_port()}"
+    queue = f"queue-limit-{uuid.uuid4().hex[:8]}"
     app = app_with(MAX_QUEUED_TASKS="3", CELERY_TASK_DEFAULT_QUEUE=queue)
     client = app.test_client()
     broker = redis.Redis.from_url(redis_url)
