@@ -202,7 +202,8 @@ def web(stack: BenchStack) -> list[dict]:
         def baseline(path=baseline_path, script=script, seconds=ROUND_SECONDS) -> Sample:
             return wrk_sample(baseline_server, baseline_url + path, seconds, script)
 
-        product(seconds=1), baseline(seconds=1)  # warm both up
+        product(seconds=1)  # warm both up
+        baseline(seconds=1)
         rounds = INFORMATIONAL_ROUNDS if informational else MAX_ROUNDS
         paired = paired_rounds(product, baseline, rounds, min(rounds, 4))
         errors = {
