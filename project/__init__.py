@@ -3,6 +3,7 @@
 import logging
 import sys
 
+import click
 from apiflask import APIFlask
 from flask import Blueprint
 from flask_celeryext import FlaskCeleryExt
@@ -64,6 +65,8 @@ def create_app(config_name: str | None = None) -> APIFlask:
     init_openapi(app)
     init_security_headers(app)
     init_trusted_proxies(app)
+    register_access_control(app)
+    register_commands(app)
     register_shell_context(app)
     return app
 
@@ -98,6 +101,23 @@ def register_blueprints(app: APIFlask) -> None:
         for blueprint in vars(module).values():
             if isinstance(blueprint, Blueprint) and blueprint.import_name == module.__name__:
                 app.register_blueprint(blueprint)
+
+
+def register_access_control(app: APIFlask) -> None:
+    """Require API tokens (API_AUTH), then count requests against the rate limits."""
+    from project.auth.guard import init_api_auth
+    from project.rate_limits import init_rate_limits
+
+    init_api_auth(app)  # first: the rate limits count per token
+    init_rate_limits(app)
+
+
+def register_commands(app: APIFlask) -> None:
+    """Add every command group a feature's `commands` module defines (`flask tokens`, ...)."""
+    for module in import_feature_modules("commands"):
+        for command in vars(module).values():
+            if isinstance(command, click.Group):
+                app.cli.add_command(command)
 
 
 def register_error_handlers(app: APIFlask) -> None:

@@ -18,6 +18,7 @@ WELL_KNOWN_SECRETS = {"dev", "secret", "changeme", "change-me", "secret-key", "d
 MIN_SECRET_KEY_LENGTH = 32
 UNACKED_RESTORE_INTERVAL_SECONDS = 10
 DEFAULT_MAX_QUEUED_TASKS = 10_000
+API_AUTH_CHOICES = ("required", "off")
 
 
 class ConfigError(Exception):
@@ -65,6 +66,30 @@ def env_networks(name: str) -> list[IPNetwork]:
     return networks
 
 
+def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    """Read one of `choices` from the environment, naming the variable and them if not."""
+    value = os.environ.get(name, "").strip() or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def env_rate_limit(name: str, default: str) -> str:
+    """Read a rate limit (`60/minute`, `10 per second; 500 per hour`); `off` means none."""
+    from limits import parse_many  # imported here: only this setting needs it
+
+    value = os.environ.get(name, "").strip() or default
+    if value == "off":
+        return ""
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be a rate such as '60/minute' or '10 per second', or 'off'; got {value!r}"
+        ) from None
+    return value
+
+
 def env_or_file(name: str) -> str:
     """Return the variable NAME, else the contents of the file NAME_FILE names, else ''.
 
@@ -87,6 +112,9 @@ class BaseConfig:
     DEBUG = False
     TESTING = False
     DEFAULT_DIVIDE_DELAY_SECONDS = 5.0
+    DEFAULT_API_AUTH = "off"
+    DEFAULT_RATE_LIMIT_WRITES = "60/minute"
+    DEFAULT_RATE_LIMIT_READS = "600/minute"
 
     def __init__(self) -> None:
         self.SECRET_KEY = env_or_file("SECRET_KEY") or "dev"
@@ -99,6 +127,11 @@ class BaseConfig:
         )
         # The reverse proxies whose X-Forwarded-* headers are believed; nobody's by default.
         self.TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
+        # `required`: every API request needs `Authorization: Bearer <token>` (project/auth).
+        self.API_AUTH = env_choice("API_AUTH", API_AUTH_CHOICES, self.DEFAULT_API_AUTH)
+        # Per token, or per client address without one; kept in Redis (project/rate_limits.py).
+        self.RATE_LIMIT_WRITES = env_rate_limit("RATE_LIMIT_WRITES", self.DEFAULT_RATE_LIMIT_WRITES)
+        self.RATE_LIMIT_READS = env_rate_limit("RATE_LIMIT_READS", self.DEFAULT_RATE_LIMIT_READS)
         self._load_celery_settings()
 
     def _load_celery_settings(self) -> None:
@@ -177,14 +210,18 @@ class DevelopmentConfig(BaseConfig):
 
 
 class TestingConfig(BaseConfig):
-    """The test suite: no simulated delay unless a test asks for one."""
+    """The test suite: no simulated delay and no rate limits unless a test asks for them."""
 
     TESTING = True
     DEFAULT_DIVIDE_DELAY_SECONDS = 0.0
+    DEFAULT_RATE_LIMIT_WRITES = "off"
+    DEFAULT_RATE_LIMIT_READS = "off"
 
 
 class ProductionConfig(BaseConfig):
-    """Production: refuses to start without a real secret and an explicit database."""
+    """Production: API tokens required; refuses to start without a real secret and a database."""
+
+    DEFAULT_API_AUTH = "required"
 
     def __init__(self) -> None:
         super().__init__()

@@ -78,7 +78,7 @@ def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
                 responses.setdefault(status, {"description": description})
             for status, response in responses.items():
                 if int(status) >= 400:
-                    responses[status] = _problem(response["description"])
+                    responses[status] = {**response, **_problem(response["description"])}
     flatten_schema_names(spec)
     return spec
 
@@ -107,10 +107,72 @@ def document_idempotency(app: APIFlask, spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+BEARER_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An API token: `flask tokens create NAME` prints one "
+    "(`docker compose exec web flask tokens create NAME` under Compose).",
+}
+UNAUTHORIZED = "No API token, or one that is unknown or revoked (`WWW-Authenticate: Bearer`)."
+RATE_LIMITED = "Past RATE_LIMIT_WRITES or RATE_LIMIT_READS; `Retry-After` says when to retry."
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": "Requests allowed in the current window.",
+    "RateLimit-Remaining": "Requests left in the current window.",
+    "RateLimit-Reset": "Seconds until the window resets.",
+}
+
+
+def _header(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "integer", "minimum": 0}}
+
+
+def document_access(app: APIFlask, spec: dict[str, Any]) -> dict[str, Any]:
+    """Declare the bearer scheme and the 401 and 429 answers on the API's protected operations."""
+    from project.auth.guard import PUBLIC_BLUEPRINTS
+    from project.rate_limits import READ_METHODS, WRITE_METHODS
+
+    auth = app.config["API_AUTH"] == "required"
+    limited = {
+        method.lower()
+        for methods, setting in (
+            (WRITE_METHODS, "RATE_LIMIT_WRITES"),
+            (READ_METHODS, "RATE_LIMIT_READS"),
+        )
+        if app.config[setting]
+        for method in methods
+    }
+    if auth:
+        spec.setdefault("components", {})["securitySchemes"] = {"bearerAuth": BEARER_SCHEME}
+    for rule in app.url_map.iter_rules():
+        path = spec["paths"].get(openapi_path(rule.rule))
+        if path is None or rule.endpoint.rsplit(".", 1)[0] in PUBLIC_BLUEPRINTS:
+            continue
+        for method in rule.methods & set(WRITE_METHODS + READ_METHODS):
+            operation = path.get(method.lower())
+            if operation is None:
+                continue
+            responses = operation["responses"]
+            if auth:
+                operation["security"] = [{"bearerAuth": []}]
+                responses.setdefault("401", {"description": UNAUTHORIZED})
+            if method.lower() in limited:
+                responses.setdefault("429", {"description": RATE_LIMITED})
+                for status, response in responses.items():
+                    if status.startswith("2") or status == "429":
+                        headers = response.setdefault("headers", {})
+                        for name, description in RATE_LIMIT_HEADERS.items():
+                            headers[name] = _header(description)
+                        if status == "429":
+                            headers["Retry-After"] = _header("Seconds to wait before retrying.")
+    return spec
+
+
 def init_openapi(app: APIFlask) -> None:
     """Generate `/openapi.json` from the schemas, with problem+json errors."""
     app.config.update(
         AUTO_SERVERS=False,  # the document is the same whichever host name served it
         VALIDATION_ERROR_DESCRIPTION="A field is invalid; `errors` names each.",
     )
-    app.spec_processor(lambda spec: document_problems(document_idempotency(app, spec)))
+    app.spec_processor(
+        lambda spec: document_problems(document_access(app, document_idempotency(app, spec)))
+    )

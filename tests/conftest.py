@@ -136,7 +136,7 @@ def app(migrated: dict[str, str]) -> Iterator[Flask]:
     yield flask_app
     with flask_app.app_context():
         db.session.execute(
-            text("TRUNCATE users, task_records, idempotent_replies RESTART IDENTITY")
+            text("TRUNCATE users, task_records, idempotent_replies, api_tokens RESTART IDENTITY")
         )
         db.session.commit()
         for engine in all_engines(flask_app):

@@ -87,10 +87,18 @@ class Databases:
 # The fault tests and the Compose tests both use it.
 
 
-def http(method: str, url: str, body: dict | None = None) -> tuple[int, str, dict | None]:
+def bearer(token: str | None) -> dict[str, str]:
+    """The Authorization header that carries an API token (none without one)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def http(
+    method: str, url: str, body: dict | None = None, token: str | None = None
+) -> tuple[int, str, dict | None]:
     """Send a request; return status, content type and the JSON body (None if not JSON)."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data, {"Content-Type": "application/json"}, method=method)
+    headers = {"Content-Type": "application/json", **bearer(token)}
+    request = urllib.request.Request(url, data, headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=15) as response:
             status, content_type, raw = (
@@ -106,11 +114,11 @@ def http(method: str, url: str, body: dict | None = None) -> tuple[int, str, dic
         return status, content_type or "", None
 
 
-def submit_divisions(base_url: str, count: int) -> dict[str, float]:
+def submit_divisions(base_url: str, count: int, token: str | None = None) -> dict[str, float]:
     """Queue divide(i, 4) for i in range(count) through the API; return id -> expected result."""
 
     def one(i: int) -> tuple[str, float]:
-        status, _, body = http("POST", f"{base_url}/tasks/divide", {"x": i, "y": 4})
+        status, _, body = http("POST", f"{base_url}/tasks/divide", {"x": i, "y": 4}, token)
         assert status == 202, (status, body)
         return body["id"], i / 4
 

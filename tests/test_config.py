@@ -137,3 +137,43 @@ def test_connection_urls_can_come_from_files(
     assert getattr(load_config("testing"), setting) == "redis://:s3cret@cache:6379/0"
     monkeypatch.setenv(name, "redis://elsewhere:6379/1")  # the variable wins over the file
     assert getattr(load_config("testing"), setting) == "redis://elsewhere:6379/1"
+
+
+def test_api_auth_is_required_in_production_and_off_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    monkeypatch.delenv("API_AUTH", raising=False)
+    monkeypatch.setenv("SECRET_KEY", "f" * 64)
+    assert load_config("production").API_AUTH == "required"
+    assert load_config("development").API_AUTH == "off"
+    assert load_config("testing").API_AUTH == "off"
+    monkeypatch.setenv("API_AUTH", "off")
+    assert load_config("production").API_AUTH == "off"
+
+
+def test_rate_limits_default_on_except_in_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RATE_LIMIT_WRITES", "RATE_LIMIT_READS"):
+        monkeypatch.delenv(name, raising=False)
+    development = load_config("development")
+    assert (development.RATE_LIMIT_WRITES, development.RATE_LIMIT_READS) == (
+        "60/minute",
+        "600/minute",
+    )
+    assert load_config("testing").RATE_LIMIT_WRITES == ""
+    monkeypatch.setenv("RATE_LIMIT_READS", "off")
+    assert load_config("development").RATE_LIMIT_READS == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("API_AUTH", "yes", "API_AUTH must be one of required, off; got 'yes'"),
+        ("RATE_LIMIT_WRITES", "lots", "RATE_LIMIT_WRITES must be a rate such as '60/minute'"),
+    ],
+)
+def test_bad_access_settings_are_named(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        load_config("testing")

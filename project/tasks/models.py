@@ -56,5 +56,7 @@ class TaskRecord(db.Model):
     error: Mapped[Any] = mapped_column(JSON(none_as_null=True), nullable=True)  # {type, message}
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The name of the API token whose request queued the task (null: no token, or a shell).
+    queued_by: Mapped[str | None] = mapped_column(String(64))
     # How many times a worker received the task (retries and redeliveries included).
     deliveries: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Task, bootsteps
-from flask import current_app
+from flask import current_app, g
 from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.orm import Session
 
@@ -43,7 +43,13 @@ def enqueue_on_commit(task: Task, *args: Any) -> str:
     Returns the task id. Nothing is published if the transaction rolls back.
     """
     task_id = str(uuid.uuid4())
-    row = {"id": task_id, "name": task.name, "args": list(args), "created_at": utc_now()}
+    row = {
+        "id": task_id,
+        "name": task.name,
+        "args": list(args),
+        "created_at": utc_now(),
+        "queued_by": g.get("api_token_name"),  # set by project/auth for this request
+    }
     db.session.execute(RECORD, row)
     db.session.info.setdefault(_TO_PUBLISH, []).append((task.name, task_id, args))
     return task_id

@@ -50,6 +50,9 @@ class TaskOut(QueuedTask):
     deliveries: int = Field(
         0, description="How many times a worker received it (retries and redeliveries count)."
     )
+    queued_by: str | None = Field(
+        None, description="The name of the API token that queued it; null without one."
+    )
     result: Any = Field(None, description="The return value, on SUCCESS.")
     error: TaskError | None = Field(
         None, description="On FAILURE (and RETRY): what went wrong.", exclude_if=lambda v: v is None

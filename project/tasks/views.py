@@ -88,6 +88,7 @@ def task_view(record: TaskRecord, meta: dict[str, Any] | None = None) -> dict[st
         "args": record.args,
         "created_at": record.created_at,
         "deliveries": record.deliveries,
+        "queued_by": record.queued_by,
         "started_at": record.started_at,
     }
     if record.state in FINISHED_STATES:
