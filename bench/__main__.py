@@ -12,7 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-from bench.rows import compose_startup, headroom, round_trip, scale, task_throughput, web
+from bench.rows import (
+    access_costs,
+    compose_startup,
+    headroom,
+    round_trip,
+    scale,
+    task_throughput,
+    web,
+)
 from bench.stack import BenchStack
 
 RESULTS = Path(__file__).parent / "results.json"
@@ -44,7 +52,7 @@ def print_table(rows: list[dict]) -> None:
         )
 
 
-GROUPS = (task_throughput, round_trip, web, scale, headroom, compose_startup)
+GROUPS = (task_throughput, round_trip, web, access_costs, scale, headroom, compose_startup)
 
 
 def main() -> None:

@@ -24,11 +24,19 @@ def _ms(text: str) -> float:
     return float(value) * UNITS[unit]
 
 
-def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> WrkResult:
+def wrk(
+    url: str,
+    seconds: int,
+    connections: int,
+    script: str | None = None,
+    headers: tuple[str, ...] = (),
+) -> WrkResult:
     """Run wrk against `url` with 2 threads; return throughput, p50, p99 and error count."""
     args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script:
         args[1:1] = ["-s", str(WRK_DIR / script)]
+    for header in headers:
+        args[1:1] = ["-H", header]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)

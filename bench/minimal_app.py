@@ -1,10 +1,14 @@
 """Baseline: a minimal Flask app doing the same work as the product's endpoints, no more."""
 
+import hashlib
+import hmac
 import json
 import os
+import time
 import uuid
 
-from flask import Flask, jsonify, request
+import redis
+from flask import Flask, abort, jsonify, request
 from sqlalchemy import create_engine, text
 
 from bench.bare_celery import divide, send_welcome
@@ -24,6 +28,44 @@ RECORD = text(
     "INSERT INTO task_records (id, name, args, created_at) VALUES (:id, :name, :args, now())"
 )
 MARK_PUBLISHED = text("UPDATE task_records SET published_at = now() WHERE id = :id")
+TOKEN_SECRET_HASH = text(
+    "SELECT name, secret_hash FROM api_tokens WHERE lookup = :lookup AND revoked_at IS NULL"
+)
+WINDOW_SECONDS = 60
+limits = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
+
+
+def authenticated_name() -> str:
+    """The product's token check, by hand: find the row by lookup, compare the secret's hash."""
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ").removeprefix("fcs_")
+    lookup, _, secret = token.partition(".")
+    with engine.connect() as connection:
+        row = connection.execute(TOKEN_SECRET_HASH, {"lookup": lookup}).first()
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    if row is None or not hmac.compare_digest(row.secret_hash, digest):
+        abort(401)
+    return row.name
+
+
+def count_request(name: str) -> dict[str, str]:
+    """The product's rate limit, by hand: one fixed-window counter per token, in one round trip."""
+    kind = "writes" if request.method in ("POST", "PUT", "PATCH", "DELETE") else "reads"
+    key = f"baseline:{kind}:{name}:{int(time.time()) // WINDOW_SECONDS}"
+    count, _ = limits.pipeline().incr(key).expire(key, WINDOW_SECONDS).execute()
+    return {"RateLimit-Remaining": str(10**8 - count)}
+
+
+@app.before_request
+def check_access():
+    """What the product does before an API request: the token, then its rate limit."""
+    if request.path != "/healthz":
+        request.environ["rate_limit_headers"] = count_request(authenticated_name())
+
+
+@app.after_request
+def rate_limit_headers(response):
+    response.headers.update(request.environ.get("rate_limit_headers", {}))
+    return response
 
 
 @app.get("/healthz")

@@ -34,10 +34,12 @@ def record(pid: int, output: Path, seconds: int, fmt: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def under_load(pid: int, url: str, script: str | None, output: Path, fmt: str) -> None:
+def under_load(
+    pid: int, url: str, script: str | None, headers: tuple[str, ...], output: Path, fmt: str
+) -> None:
     """Record `pid` while wrk loads `url` for the whole window."""
     profiler = record(pid, output, SECONDS, fmt)
-    load = threading.Thread(target=wrk, args=(url, SECONDS + 1, WRK_CONNECTIONS, script))
+    load = threading.Thread(target=wrk, args=(url, SECONDS + 1, WRK_CONNECTIONS, script, headers))
     load.start()
     _, errors = profiler.communicate(timeout=SECONDS + 60)
     load.join()
@@ -78,9 +80,9 @@ def profile() -> None:
             seen.add(path)
             svg = PROFILES / f"{slug(name)}.svg"
             print(f"... {name}: {svg.relative_to(PROFILES.parent.parent)}", flush=True)
-            under_load(server.pid, url + path, script, svg, "flamegraph")
+            under_load(server.pid, url + path, script, stack.auth_headers, svg, "flamegraph")
             collapsed = PROFILES / f"{slug(name)}.txt"
-            under_load(server.pid, url + path, script, collapsed, "raw")
+            under_load(server.pid, url + path, script, stack.auth_headers, collapsed, "raw")
             summary += [f"## {name}", "", "| share of busy samples | function |", "| --- | --- |"]
             # Skip the frames every request passes through whole (gunicorn's loop, WSGI).
             shown = [(f, s) for f, s in top_functions(collapsed) if s < 0.97][:TOP]

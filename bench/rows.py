@@ -123,9 +123,11 @@ def round_trip(stack: BenchStack) -> list[dict]:
     parts = urlsplit(base_url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
 
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {stack.token}"}
+
     def call(method: str, path: str, body: dict | None = None) -> dict:
         payload = json.dumps(body) if body is not None else None
-        connection.request(method, path, payload, {"Content-Type": "application/json"})
+        connection.request(method, path, payload, headers)
         return json.loads(connection.getresponse().read())
 
     product: list[float] = []
@@ -175,14 +177,16 @@ def seed_users(stack: BenchStack) -> None:
     """The 1,000 users the web rows (and their profiles) read."""
     stack.sql(
         "INSERT INTO users (username, email) SELECT 'seed' || g, 'seed' || g || '@example.com' "
-        "FROM generate_series(1, 1000) AS g"
+        "FROM generate_series(1, 1000) AS g ON CONFLICT DO NOTHING"
     )
 
 
-def wrk_sample(server: Process, url: str, seconds: int, script: str | None) -> Sample:
+def wrk_sample(
+    server: Process, url: str, seconds: int, script: str | None, headers: tuple[str, ...]
+) -> Sample:
     """Load `url` with wrk; the requests served and the server's CPU (master and workers)."""
     cpu_before = tree_cpu_seconds(server.pid)
-    result = wrk(url, seconds, WRK_CONNECTIONS, script)
+    result = wrk(url, seconds, WRK_CONNECTIONS, script, headers)
     cpu = tree_cpu_seconds(server.pid) - cpu_before
     extra = {"p99_ms": result.p99_ms, "errors": result.errors}
     return Sample(result.requests, cpu, result.requests / result.requests_per_s, extra)
@@ -197,10 +201,14 @@ def web(stack: BenchStack) -> list[dict]:
         informational = target == "for comparison"
 
         def product(path=path, script=script, seconds=ROUND_SECONDS) -> Sample:
-            return wrk_sample(product_server, product_url + path, seconds, script)
+            return wrk_sample(
+                product_server, product_url + path, seconds, script, stack.auth_headers
+            )
 
         def baseline(path=baseline_path, script=script, seconds=ROUND_SECONDS) -> Sample:
-            return wrk_sample(baseline_server, baseline_url + path, seconds, script)
+            return wrk_sample(
+                baseline_server, baseline_url + path, seconds, script, stack.auth_headers
+            )
 
         product(seconds=1)  # warm both up
         baseline(seconds=1)
@@ -213,6 +221,40 @@ def web(stack: BenchStack) -> list[dict]:
         rows.append(paired_row(f"web {name}", paired, "request", target, errors=errors))
     stack.stop(product_server)
     stack.stop(baseline_server)
+    return rows
+
+
+ACCESS_OFF = {"API_AUTH": "off", "RATE_LIMIT_WRITES": "off", "RATE_LIMIT_READS": "off"}
+TOKENS_ONLY = {"RATE_LIMIT_WRITES": "off", "RATE_LIMIT_READS": "off"}
+
+
+def access_costs(stack: BenchStack) -> list[dict]:
+    """What API tokens and rate limits cost the product: the same endpoint with each off."""
+    seed_users(stack)
+    servers = {
+        name: stack.gunicorn(**env)
+        for name, env in (("off", ACCESS_OFF), ("tokens", TOKENS_ONLY), ("both", {}))
+    }
+
+    def side(name: str, path: str, script: str | None) -> Callable[[], Sample]:
+        server, url = servers[name]
+        return lambda: wrk_sample(server, url + path, ROUND_SECONDS, script, stack.auth_headers)
+
+    rows = []
+    for label, path, script in (
+        ("GET /users/<id>", "/users/500", None),
+        ("POST /tasks/divide", "/tasks/divide", "divide.lua"),
+    ):
+        for product, baseline, what in (
+            ("tokens", "off", "tokens"),
+            ("both", "tokens", "rate limits"),
+        ):
+            side(product, path, script)()  # warm up
+            paired = paired_rounds(side(product, path, script), side(baseline, path, script), 6, 4)
+            name = f"cost of {what}: {label}, with vs without"
+            rows.append(paired_row(name, paired, "request", "for comparison"))
+    for server, _ in servers.values():
+        stack.stop(server)
     return rows
 
 
@@ -265,7 +307,7 @@ def scale(stack: BenchStack) -> list[dict]:
         for _ in range(SCALE_ROUNDS):  # alternate sizes; the median p50 of each
             for n in SCALE_SIZES:
                 target = servers[n] + path.format(deep=n - 100, oldest_task=oldest_task)
-                p50s[n].append(wrk(target, 2, 4).p50_ms)
+                p50s[n].append(wrk(target, 2, 4, headers=stack.auth_headers).p50_ms)
         rows.append(
             row(f"scale: {label} p50, {large:,} vs {small:,} rows", median(p50s[large]),
                 median(p50s[small]), "ms", "≤ 1.2", note=f"baseline column: {small:,} rows")

@@ -18,6 +18,7 @@ from harness.services import TEST_DATABASE_URL, TEST_REDIS_URL, unreachable_serv
 WEB_CONCURRENCY = "2"
 GUNICORN_THREADS = "4"
 WORKER_CONCURRENCY = 2
+RATE_LIMIT = "100000000/minute"
 
 
 class BenchStack:
@@ -44,9 +45,24 @@ class BenchStack:
             "DIVIDE_DELAY_SECONDS": "0",
             "WEB_CONCURRENCY": WEB_CONCURRENCY,
             "GUNICORN_THREADS": GUNICORN_THREADS,
+            # Production config: API tokens required; rate limits counted, but set high.
+            "RATE_LIMIT_WRITES": RATE_LIMIT,
+            "RATE_LIMIT_READS": RATE_LIMIT,
         }
         os.environ.update({k: v for k, v in self.env.items() if k != "PATH"})
+        self.token = self._create_token()
         return self
+
+    def _create_token(self) -> str:
+        result = run_cli([str(BIN / "flask"), "tokens", "create", "bench"], self.env)
+        if result.returncode != 0:
+            raise SystemExit(f"flask tokens create failed: {result.stderr.strip()}")
+        return result.stdout.strip()
+
+    @property
+    def auth_headers(self) -> tuple[str, ...]:
+        """wrk's -H arguments that carry the run's API token."""
+        return (f"Authorization: Bearer {self.token}",)
 
     def __exit__(self, *_: object) -> None:
         for process in self.processes:
@@ -83,7 +99,25 @@ class BenchStack:
             )
             if result.returncode != 0:
                 raise SystemExit(f"flask db upgrade failed: {result.stderr.strip()}")
+            if self.databases[1:]:  # not the run's first: accept the run's token there too
+                self.copy_tokens(url)
         return url
+
+    def copy_tokens(self, url: str) -> None:
+        """Copy the run's API tokens (their hashes) into the database at `url`."""
+        source = psycopg2.connect(self.database_url)
+        with source.cursor() as cursor:
+            cursor.execute("SELECT name, lookup, secret_hash, created_at FROM api_tokens")
+            tokens = cursor.fetchall()
+        source.close()
+        target = psycopg2.connect(url)
+        with target, target.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO api_tokens (name, lookup, secret_hash, created_at) "
+                "VALUES (%s, %s, %s, %s)",
+                tokens,
+            )
+        target.close()
 
     def sql(self, statement: str, url: str | None = None) -> None:
         connection = psycopg2.connect(url or self.database_url)

@@ -61,11 +61,12 @@ def create_app(config_name: str | None = None) -> APIFlask:
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
+    # Before the body checks: a request without a valid token is refused unread.
+    register_access_control(app)
     init_json_body_checks(app)
     init_openapi(app)
     init_security_headers(app)
     init_trusted_proxies(app)
-    register_access_control(app)
     register_commands(app)
     register_shell_context(app)
     return app

@@ -23,7 +23,7 @@ from harness.processes import BIN, Process, run_cli, start_gunicorn, start_worke
 from harness.services import TEST_REDIS_URL, unreachable_postgres, unreachable_redis
 from project import create_app, db
 from project.database import all_engines
-from tests.support import FIGURES, Databases, skip_or_fail
+from tests.support import FIGURES, Databases, ProtectedServer, create_token, skip_or_fail
 
 TESTS_DIR = Path(__file__).resolve().parent
 # Each of these directories is one slow tier: its tests get the marker of its name.
@@ -165,4 +165,15 @@ def server(app: Flask, migrated: dict[str, str], log_dir: Path) -> Iterator[str]
     """gunicorn serving app:app with the repo's gunicorn.conf.py; yields its base URL."""
     process, base_url = start_gunicorn(migrated, log_dir)
     yield base_url
+    assert process.stop() == 0
+
+
+@pytest.fixture
+def protected_server(
+    app: Flask, migrated: dict[str, str], log_dir: Path
+) -> Iterator[ProtectedServer]:
+    """gunicorn with API_AUTH=required, as production runs it, and a token to use."""
+    env = {**migrated, "API_AUTH": "required"}
+    process, base_url = start_gunicorn(env, log_dir)
+    yield ProtectedServer(base_url, env, create_token(env, f"tests-{uuid.uuid4().hex[:8]}"))
     assert process.stop() == 0

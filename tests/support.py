@@ -13,12 +13,13 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import NoReturn, Protocol
+from typing import NamedTuple, NoReturn, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
 
+from harness.processes import BIN, run_cli
 from harness.services import TEST_DATABASE_URL
 
 PROBLEM_JSON = "application/problem+json"
@@ -85,6 +86,21 @@ class Databases:
 
 # Submitting tasks over HTTP and accounting for every one: none lost, duplicates counted.
 # The fault tests and the Compose tests both use it.
+
+
+def create_token(env: dict[str, str], name: str) -> str:
+    """Run `flask tokens create NAME` from the repo root, as a user types it; return the token."""
+    result = run_cli([str(BIN / "flask"), "tokens", "create", name], env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+class ProtectedServer(NamedTuple):
+    """gunicorn with API_AUTH=required, and a token it accepts."""
+
+    url: str
+    env: dict[str, str]
+    token: str
 
 
 def bearer(token: str | None) -> dict[str, str]:
@@ -156,6 +172,7 @@ def account(
     workers: list[WorkerLog],
     since: float,
     timeout: float,
+    token: str | None = None,
 ) -> Tally:
     """Wait until every task is final (or `timeout`), then count outcomes and duplicates."""
     tally = Tally(submitted=len(expected))
@@ -163,7 +180,7 @@ def account(
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
         for task_id in list(pending):
-            status, _, body = http("GET", f"{base_url}/tasks/{task_id}")
+            status, _, body = http("GET", f"{base_url}/tasks/{task_id}", token=token)
             if status != 200 or body["state"] not in ("SUCCESS", "FAILURE"):
                 continue
             want = pending.pop(task_id)

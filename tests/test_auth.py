@@ -1,35 +1,17 @@
 """API tokens: `flask tokens` as typed, and API_AUTH=required against gunicorn."""
 
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg2
 import pytest
 
-from harness.processes import BIN, run_cli, start_gunicorn
-from tests.support import PROBLEM_JSON, http
+from harness.processes import BIN, run_cli
+from tests.support import PROBLEM_JSON, ProtectedServer, create_token, http
 
 
 def flask_tokens(env: dict[str, str], *args: str):
     """Run `flask tokens ARGS` from the repo root, as a user types it."""
     return run_cli([str(BIN / "flask"), "tokens", *args], env)
-
-
-def create_token(env: dict[str, str], name: str) -> str:
-    """`flask tokens create NAME`; return the token it printed."""
-    result = flask_tokens(env, "create", name)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
-@pytest.fixture
-def protected(app, migrated: dict[str, str], log_dir: Path) -> Iterator[tuple[str, dict]]:
-    """gunicorn with API_AUTH=required; yields its base URL and the environment."""
-    env = {**migrated, "API_AUTH": "required"}
-    process, base_url = start_gunicorn(env, log_dir)
-    yield base_url, env
-    assert process.stop() == 0
 
 
 def raw_get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
@@ -84,8 +66,8 @@ def test_the_database_keeps_no_token_in_clear(app, migrated: dict[str, str]) -> 
     assert token not in stored and secret not in stored
 
 
-def test_api_requests_need_an_active_token(protected: tuple[str, dict]) -> None:
-    base_url, env = protected
+def test_api_requests_need_an_active_token(protected_server: ProtectedServer) -> None:
+    base_url, env, _ = protected_server
     good, revoked = create_token(env, "good"), create_token(env, "gone")
     assert flask_tokens(env, "revoke", "gone").returncode == 0
     invalid = 'Bearer realm="api", error="invalid_token"'
@@ -108,15 +90,15 @@ def test_api_requests_need_an_active_token(protected: tuple[str, dict]) -> None:
     assert http("GET", f"{base_url}/users/", token=good)[0] == 200
 
 
-def test_public_pages_stay_open(protected: tuple[str, dict]) -> None:
-    base_url, _ = protected
+def test_public_pages_stay_open(protected_server: ProtectedServer) -> None:
+    base_url = protected_server.url
     for path in ("/healthz", "/readyz", "/", "/docs", "/openapi.json", "/static/app.js"):
         status, _, _ = raw_get(base_url + path, {})
         assert status == 200, path
 
 
-def test_a_task_record_keeps_the_name_of_its_token(protected: tuple[str, dict]) -> None:
-    base_url, env = protected
+def test_a_task_record_keeps_the_name_of_its_token(protected_server: ProtectedServer) -> None:
+    base_url, env, _ = protected_server
     token = create_token(env, "reports-service")
     status, _, queued = http("POST", f"{base_url}/tasks/divide", {"x": 1, "y": 2}, token)
     assert status == 202
@@ -124,8 +106,8 @@ def test_a_task_record_keeps_the_name_of_its_token(protected: tuple[str, dict]) 
     assert status == 200 and task["queued_by"] == "reports-service"
 
 
-def test_idempotency_keys_belong_to_their_token(protected: tuple[str, dict]) -> None:
-    base_url, env = protected
+def test_idempotency_keys_belong_to_their_token(protected_server: ProtectedServer) -> None:
+    base_url, env, _ = protected_server
     first, second = create_token(env, "first"), create_token(env, "second")
 
     def create(token: str, username: str) -> int:

@@ -9,8 +9,7 @@ from pathlib import Path
 from flask import Flask
 
 from harness.processes import start_gunicorn
-from tests.support import PROBLEM_JSON, assert_problem
-from tests.test_auth import create_token
+from tests.support import PROBLEM_JSON, assert_problem, create_token
 
 RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 

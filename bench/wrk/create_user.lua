@@ -3,5 +3,7 @@ math.randomseed(os.time() + math.floor(os.clock() * 1e6))
 request = function()
   local name = string.format("wrk%d%d", math.random(1, 1e9), math.random(1, 1e9))
   local body = string.format('{"username": "%s", "email": "%s@example.com"}', name, name)
-  return wrk.format("POST", "/users/", { ["Content-Type"] = "application/json" }, body)
+  -- nil headers: wrk's own, which hold the -H headers (Authorization) and this one.
+  wrk.headers["Content-Type"] = "application/json"
+  return wrk.format("POST", "/users/", nil, body)
 end

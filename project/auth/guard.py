@@ -18,8 +18,12 @@ bearer = HTTPTokenAuth(scheme="Bearer")
 
 
 def is_public_request() -> bool:
-    """Whether the request goes to a public blueprint, or to no endpoint at all (404, 405)."""
-    return request.endpoint is None or request.blueprint in PUBLIC_BLUEPRINTS
+    """Whether the request goes to a public blueprint.
+
+    A path that matches no route is not public either: without a token it answers 401,
+    not 404 or 405, so the API's routes cannot be mapped without one.
+    """
+    return request.blueprint in PUBLIC_BLUEPRINTS
 
 
 @bearer.verify_token

@@ -14,21 +14,47 @@ from schemathesis.specs.openapi.checks import (
 
 from harness.processes import Process
 from project import create_app
+from tests.support import ProtectedServer, bearer
 
 EXAMPLES_PER_OPERATION = 30
 NOT_API = {"static", "pages", "docs"}  # blueprints that serve people, not the JSON API
 
 
-# The document the app generates (the served one is checked against it below).
-schema = schemathesis.openapi.from_dict(create_app("testing").spec)
+def protected_app() -> Flask:
+    """The app as production serves it: API_AUTH=required."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("API_AUTH", "required")
+        return create_app("testing")
+
+
+# The document the app generates with tokens required (the served one is checked below).
+schema = schemathesis.openapi.from_dict(protected_app().spec)
 schema.config.generation.update(
     modes=[schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE],
     max_examples=EXAMPLES_PER_OPERATION,
+    # The token is the test's to send (a valid one, below), not a field to fuzz.
+    with_security_parameters=False,
 )
 
 
 def test_served_document_is_the_one_fuzzed(app: Flask) -> None:
-    assert app.test_client().get("/openapi.json").get_json() == schema.raw_schema
+    served = protected_app().test_client().get("/openapi.json").get_json()
+    assert served == schema.raw_schema
+
+
+def test_api_operations_declare_the_bearer_token_and_its_401() -> None:
+    document = schema.raw_schema
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            public = path in ("/healthz", "/readyz")
+            assert ("security" in operation) is not public, (method, path)
+            assert ("401" in operation["responses"]) is not public, (method, path)
+
+
+def test_without_api_auth_the_document_declares_no_token(app: Flask) -> None:
+    document = app.test_client().get("/openapi.json").get_json()
+    assert "securitySchemes" not in document["components"]
 
 
 def test_document_is_valid_openapi_3_1(app: Flask) -> None:
@@ -74,7 +100,9 @@ def test_every_api_route_is_documented(app: Flask) -> None:
     max_examples=EXAMPLES_PER_OPERATION,
 )
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_api_conforms_to_its_document(case, server: str, worker: Process) -> None:
+def test_api_conforms_to_its_document(
+    case, protected_server: ProtectedServer, worker: Process
+) -> None:
     # Every check: no 5xx, documented statuses, headers and bodies, and valid requests
     # accepted / invalid ones refused (the schemas state each rule exactly), except:
     excluded = []
@@ -87,7 +115,12 @@ def test_api_conforms_to_its_document(case, server: str, worker: Process) -> Non
     if case.path == "/tasks/divide":
         # GET /tasks/divide is GET /tasks/{task_id} for the id "divide", so Allow lists GET.
         excluded.append(allow_header_conformance)
-    case.call_and_validate(base_url=server, excluded_checks=excluded)
+    # With a token; the `ignored_auth` check also sends each request without it (401).
+    case.call_and_validate(
+        base_url=protected_server.url,
+        headers=bearer(protected_server.token),
+        excluded_checks=excluded,
+    )
 
 
 def test_docs_page_points_at_the_document(app: Flask) -> None:

@@ -21,7 +21,7 @@ from playwright.sync_api import (
 )
 
 from harness.processes import REPO_ROOT, start_gunicorn, start_worker
-from tests.support import skip_or_fail
+from tests.support import create_token, skip_or_fail
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -277,3 +277,46 @@ def test_page_fits_a_phone_screen(browser: Browser, site: dict) -> None:
     page.screenshot(path=str(ARTIFACTS / "page-phone.png"), full_page=True)
     context.close()
     assert overflow <= 0
+
+
+def test_page_asks_for_a_token_once_then_works(
+    browser: Browser, app: Flask, migrated: dict[str, str], log_dir: Path
+) -> None:
+    env = {
+        **migrated,
+        "API_AUTH": "required",
+        "CELERY_TASK_DEFAULT_QUEUE": f"browser-{uuid.uuid4().hex[:8]}",
+    }
+    server, base_url = start_gunicorn(env, log_dir)
+    worker = start_worker(env, log_dir)
+    context = browser.new_context()
+    try:
+        token = create_token(env, "browser")
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(base_url + "/")
+        dialog = page.get_by_role("dialog", name="This API needs a token")
+        expect(dialog).to_be_visible()
+        expect(dialog).to_contain_text("docker compose exec web flask tokens create NAME")
+        page.get_by_label("API token").fill("fcs_0000000000000000.wrong")
+        page.get_by_role("button", name="Use token").click()
+        expect(page.locator("#token-error")).to_have_text(
+            "That token was refused: it is unknown or revoked."
+        )
+        page.get_by_label("API token").fill(token)
+        page.get_by_role("button", name="Use token").click()
+        expect(dialog).to_be_hidden()
+        divide(page, "1", "2")
+        expect(page.locator("#divide-status")).to_have_text("1 ÷ 2: SUCCESS = 0.5")
+        # Kept for this tab's session only: not in a cookie, not in the URL.
+        assert page.evaluate("sessionStorage.getItem('apiToken')") == token
+        assert context.cookies() == [] and token not in page.url
+        page.reload()
+        expect(page.locator("#tasks-table tbody tr").first).to_contain_text("divide(1, 2)")
+        expect(dialog).to_be_hidden()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "page-token.png"), full_page=True)
+    finally:
+        context.close()
+        worker.stop()
+        server.stop()

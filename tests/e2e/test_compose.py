@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.processes import REPO_ROOT, free_port, wait_for
-from tests.support import account, report, skip_or_fail, submit_divisions
+from tests.support import account, bearer, report, skip_or_fail, submit_divisions
 
 APP_SETTINGS = {
     "FLASK_CONFIG", "DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "SECRET_KEY",
@@ -46,8 +46,12 @@ class Stack:
             "CELERY_TASK_TIME_LIMIT": "10",
             "FLOWER_PORT": str(free_port()),
             "FLOWER_BASIC_AUTH": "e2e:e2e-password",
+            # The tests' bursts stay within the limits; test_rate_limits.py proves them.
+            "RATE_LIMIT_WRITES": "10000/minute",
+            "RATE_LIMIT_READS": "100000/minute",
         }
         self.base_url = f"http://127.0.0.1:{self.port}"
+        self.token = ""  # made with `docker compose exec web flask tokens create` once up
 
     def compose(self, *args: str, timeout: float = 600, check: bool = True):
         """Run `docker compose ARGS` from the repo root, as typed."""
@@ -63,11 +67,15 @@ class Stack:
             raise AssertionError(f"docker compose {' '.join(args)} failed:\n{result.stderr}")
         return result
 
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    def request(
+        self, method: str, path: str, body: dict | None = None, authenticated: bool = True
+    ) -> tuple[int, dict]:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            self.base_url + path, data, {"Content-Type": "application/json"}, method=method
-        )
+        headers = {
+            "Content-Type": "application/json",
+            **bearer(self.token if authenticated else None),
+        }
+        request = urllib.request.Request(self.base_url + path, data, headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, json.loads(response.read() or b"null")
@@ -104,6 +112,10 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
             f"compose: up --build --wait to all healthy in {healthy_after:.1f}s; "
             f"app image {image_bytes / 1e6:.0f} MB",
         )
+        # The README's quick start: the API needs a token in production config.
+        stack.token = stack.compose(
+            "exec", "web", "flask", "tokens", "create", "e2e"
+        ).stdout.strip()
         yield stack
     except AssertionError:
         print(stack.compose("logs", "--no-color", check=False).stdout[-5000:])
@@ -115,6 +127,16 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
 def test_exec_flask_db_upgrade_is_harmless_at_head(stack: Stack) -> None:
     result = stack.compose("exec", "web", "flask", "db", "upgrade")
     assert "Running upgrade" not in result.stderr
+
+
+def test_the_api_needs_the_token_exec_made(stack: Stack) -> None:
+    assert stack.token.startswith("fcs_")
+    status, problem = stack.request("GET", "/users/", authenticated=False)
+    assert status == 401 and "flask tokens create NAME" in problem["detail"]
+    assert stack.request("GET", "/users/")[0] == 200
+    listed = stack.compose("exec", "web", "flask", "tokens", "list").stdout
+    assert listed.startswith("e2e ") and stack.token not in listed
+    assert stack.request("GET", "/readyz", authenticated=False)[0] == 200
 
 
 def test_users_and_tasks_over_the_published_port(stack: Stack) -> None:
@@ -152,8 +174,8 @@ def test_containers_run_as_non_root_and_share_a_generated_secret(stack: Stack) -
 
 
 def test_app_containers_are_read_only_without_capabilities(stack: Stack) -> None:
-    for service in ("web", "worker"):
-        (container,) = stack.compose("ps", "-q", service).stdout.split()
+    for service in ("web", "worker", "migrate"):
+        (container,) = stack.compose("ps", "--all", "-q", service).stdout.split()
         inspected = subprocess.run(
             ["docker", "inspect", "--format", "{{json .HostConfig}}", container],
             capture_output=True, text=True, check=True,
@@ -174,6 +196,23 @@ def test_redis_and_postgres_need_generated_credentials(stack: Stack) -> None:
     assert len(password.stdout.strip()) == 64
     environment = stack.compose("exec", "db", "env").stdout
     assert "POSTGRES_PASSWORD=" not in environment
+
+
+def test_generated_secrets_appear_in_no_config_or_log(stack: Stack) -> None:
+    secrets = {
+        name: stack.compose("exec", "web", "cat", f"/var/lib/app-secrets/{name}").stdout.strip()
+        for name in ("secret_key", "postgres_password", "redis_password")
+    }
+    assert all(len(value) >= 32 for value in secrets.values()), secrets.keys()
+    stack.request("GET", "/users/")  # something in the logs besides start-up
+    shown = {
+        "docker compose config": stack.compose("config").stdout,
+        "docker compose logs": stack.compose("logs", "--no-color").stdout,
+    }
+    for where, text in shown.items():
+        for name, value in secrets.items():
+            assert value not in text, f"{name} appears in {where}"
+        assert stack.token not in text, f"the API token appears in {where}"
 
 
 def test_only_the_web_port_is_published(stack: Stack) -> None:
@@ -237,7 +276,8 @@ def assert_nothing_lost(
     request: pytest.FixtureRequest, stack: Stack, name: str, expected: dict, since: float
 ) -> None:
     """Account for every task (as tests/faults does), print its figures, insist none is lost."""
-    tally = account(stack.base_url, expected, [ServiceLogs(stack, "worker")], since, timeout=120)
+    workers = [ServiceLogs(stack, "worker")]
+    tally = account(stack.base_url, expected, workers, since, timeout=120, token=stack.token)
     report(request, tally.line(name))
     assert tally.lost == 0, tally.lost_ids
     assert tally.succeeded == len(expected) and tally.failed == tally.wrong == 0
@@ -246,7 +286,7 @@ def assert_nothing_lost(
 def test_sigkilled_worker_container_loses_no_task(
     request: pytest.FixtureRequest, stack: Stack
 ) -> None:
-    expected = submit_divisions(stack.base_url, 20)
+    expected = submit_divisions(stack.base_url, 20, stack.token)
     worker_log = ServiceLogs(stack, "worker")
     wait_for(lambda: "succeeded in" in worker_log.output(), 60, "work to start")
     killed_at = time.monotonic()
@@ -259,7 +299,7 @@ def test_redis_restart_keeps_the_queued_backlog(
     request: pytest.FixtureRequest, stack: Stack
 ) -> None:
     stack.compose("stop", "worker")
-    expected = submit_divisions(stack.base_url, 20)
+    expected = submit_divisions(stack.base_url, 20, stack.token)
     restarted_at = time.monotonic()
     stack.compose("restart", "redis")
     wait_for(lambda: stack.request("GET", "/readyz")[0] == 200, 60, "web to be ready again")

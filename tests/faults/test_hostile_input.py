@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from kombu import Connection, Exchange, Producer
 
 from harness.processes import Process, wait_for
-from tests.support import FIGURES
+from tests.support import FIGURES, ProtectedServer, bearer
 
 FUZZ_EXAMPLES = 400
 PROBLEM_JSON = "application/problem+json"
@@ -77,10 +77,18 @@ content_types = st.sampled_from(
 )
 
 
-def send(base_url: str, method: str, path: str, body: bytes, content_type: str | None):
+def send(
+    base_url: str,
+    method: str,
+    path: str,
+    body: bytes,
+    content_type: str | None,
+    token: str | None = None,
+):
     parts = urlsplit(base_url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     headers = {"Content-Type": content_type} if content_type else {}
+    headers.update(bearer(token))
     try:
         connection.request(method, path, body=body if method != "GET" else None, headers=headers)
         response = connection.getresponse()
@@ -89,9 +97,18 @@ def send(base_url: str, method: str, path: str, body: bytes, content_type: str |
         connection.close()
 
 
+PUBLIC_PATHS = {"/healthz", "/readyz", "/"}
+
+
+@pytest.mark.parametrize("authenticated", [True, False], ids=["with-token", "without-token"])
 def test_fuzzed_requests_get_problems_never_server_errors(
-    request: pytest.FixtureRequest, server: str, worker: Process
+    request: pytest.FixtureRequest,
+    protected_server: ProtectedServer,
+    worker: Process,
+    authenticated: bool,
 ) -> None:
+    """With API_AUTH=required, as production runs: with a token, and without one."""
+    token = protected_server.token if authenticated else None
     tried: list[tuple[str, str, int]] = []
     bad: list[tuple] = []
 
@@ -108,9 +125,13 @@ def test_fuzzed_requests_get_problems_never_server_errors(
         content_type=content_types,
     )
     def fuzz(method: str, path: str, body: bytes, content_type: str | None) -> None:
-        status, response_type, raw = send(server, method, path, body, content_type)
+        status, response_type, raw = send(
+            protected_server.url, method, path, body, content_type, token
+        )
         tried.append((method, path, status))
-        if status >= 500:
+        if not authenticated and path not in PUBLIC_PATHS and status != 401:
+            bad.append((method, path, content_type, body[:200], status, raw[:300]))
+        elif status >= 500:
             bad.append((method, path, content_type, body[:200], status, raw[:300]))
         elif status >= 400:
             problem = json.loads(raw) if response_type == PROBLEM_JSON else None
@@ -118,9 +139,11 @@ def test_fuzzed_requests_get_problems_never_server_errors(
                 bad.append((method, path, content_type, body[:200], status, raw[:300]))
 
     fuzz()
+    statuses = [status for *_, status in tried]
     request.config.stash.setdefault(FIGURES, []).append(
-        f"fuzz: requests={len(tried)} server_errors={sum(s >= 500 for *_, s in tried)} "
-        f"client_errors={sum(400 <= s < 500 for *_, s in tried)} bad_responses={len(bad)}"
+        f"fuzz {'with' if authenticated else 'without'} a token: requests={len(tried)} "
+        f"unauthorized={statuses.count(401)} server_errors={sum(s >= 500 for s in statuses)} "
+        f"client_errors={sum(400 <= s < 500 for s in statuses)} bad_responses={len(bad)}"
     )
     assert bad == []
 

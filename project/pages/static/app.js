@@ -1,6 +1,7 @@
 // The page's behaviour: queue divide through the API, follow a task with long polls
 // (GET /tasks/<id>?wait=…, answered as soon as it finishes), cancel unfinished tasks,
-// refresh recent tasks with backoff, list users, and show the API's field errors in place.
+// refresh recent tasks with backoff, list users, show the API's field errors in place,
+// and ask for an API token when the API answers 401.
 "use strict";
 
 const POLL_START_MS = 300;
@@ -17,19 +18,37 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 class Unreachable extends Error {}
 
+// The API token (API_AUTH=required), kept for this browser tab's session only: never in a
+// cookie or the URL. Asked for once, when the API first answers 401.
+const TOKEN_KEY = "apiToken";
+
 // Fetch JSON; throw Unreachable when the backend (or a service behind it) is down.
+// A 401 asks for a token, then sends the request again with it.
 async function api(method, url, body) {
-  let response;
+  for (;;) {
+    const response = await send(method, url, body);
+    if (response.status !== 401) return read(response);
+    await askForToken(sessionStorage.getItem(TOKEN_KEY) !== null);
+  }
+}
+
+async function send(method, url, body) {
+  const headers = body === undefined ? {} : { "Content-Type": "application/json" };
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = `Bearer ${token}`;
   try {
-    response = await fetch(url, {
+    return await fetch(url, {
       method,
-      headers: body === undefined ? {} : { "Content-Type": "application/json" },
+      headers,
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (error) {
     setBackendReachable(false);
     throw new Unreachable(String(error));
   }
+}
+
+async function read(response) {
   if (response.status === 503 || response.status === 502 || response.status === 504) {
     setBackendReachable(false);
     throw new Unreachable(`HTTP ${response.status}`);
@@ -37,6 +56,32 @@ async function api(method, url, body) {
   setBackendReachable(true);
   const data = response.status === 204 ? null : await response.json();
   return { status: response.status, data };
+}
+
+// One dialog for every request that met a 401: they all wait for the same token.
+let tokenAnswer = null;
+
+function askForToken(refused) {
+  if (tokenAnswer) return tokenAnswer;
+  const dialog = $("token-dialog");
+  $("token-error").textContent = refused ? "That token was refused: it is unknown or revoked." : "";
+  tokenAnswer = new Promise((resolve) => {
+    const form = $("token-form");
+    form.addEventListener("submit", function onSubmit(event) {
+      event.preventDefault();
+      const token = $("token-input").value.trim();
+      if (!token) return;
+      form.removeEventListener("submit", onSubmit);
+      sessionStorage.setItem(TOKEN_KEY, token);
+      form.reset();
+      dialog.close();
+      tokenAnswer = null;
+      resolve();
+    });
+  });
+  dialog.showModal();
+  $("token-input").focus();
+  return tokenAnswer;
 }
 
 function setBackendReachable(reachable) {
