@@ -9,7 +9,8 @@ import math
 import time
 
 from flask import Flask, Response, current_app, g, request
-from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
+from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
+from limits.storage import RedisStorage
 
 from project.auth.guard import is_public_request
 from project.errors import Problem, handle_problem
@@ -60,16 +61,32 @@ def rate_limited(error: RateLimitExceeded) -> tuple[Response, int]:
     )
 
 
+def reset_and_remaining(current: RequestLimit) -> tuple[float, int]:
+    """Seconds until the limit's window resets, and the requests left in it.
+
+    From Redis in one round trip (a pipelined GET and TTL of the counter): Flask-Limiter's
+    `window` asks twice, which doubled what the headers cost.
+    """
+    storage = limiter.limiter.storage  # the in-memory fallback's while Redis is down
+    if not isinstance(storage, RedisStorage):
+        reset_at, remaining = current.window
+        return reset_at - time.time(), remaining
+    pipeline = storage.get_connection().pipeline(transaction=False)
+    key = storage.prefixed_key(current.key)
+    count, ttl = pipeline.get(key).ttl(key).execute()
+    return max(ttl, 0), max(0, current.limit.amount - int(count or 0))
+
+
 def add_rate_limit_headers(response: Response) -> Response:
     """Send RateLimit-Limit, -Remaining and -Reset (seconds), and Retry-After on a 429."""
     current = limiter.current_limit
     if current is None:
         return response
     try:
-        reset_at, remaining = current.window
+        reset_in_seconds, remaining = reset_and_remaining(current)
     except Exception:  # Redis went away since the hit: the headers are a courtesy
         return response
-    reset_in = max(0, math.ceil(reset_at - time.time()))
+    reset_in = max(0, math.ceil(reset_in_seconds))
     response.headers["RateLimit-Limit"] = str(current.limit.amount)
     response.headers["RateLimit-Remaining"] = str(remaining)
     response.headers["RateLimit-Reset"] = str(reset_in)

@@ -22,9 +22,11 @@ TOKEN_PATTERN = re.compile(r"fcs_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 NAME_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
-# Built once: it runs on every authenticated request.
-ACTIVE_BY_LOOKUP = select(ApiToken.name, ApiToken.secret_hash).where(
-    ApiToken.lookup == bindparam("lookup"), ApiToken.revoked_at.is_(None)
+# Built once, on the table: it runs on every authenticated request, and a Core statement
+# on the session's connection skips the ORM's execution layer (half the check's CPU).
+_tokens = ApiToken.__table__
+ACTIVE_BY_LOOKUP = select(_tokens.c.name, _tokens.c.secret_hash).where(
+    _tokens.c.lookup == bindparam("lookup"), _tokens.c.revoked_at.is_(None)
 )
 
 
@@ -63,7 +65,7 @@ def token_name(token: str) -> str | None:
     if match is None:  # checked first: the database never sees arbitrary client text
         return None
     lookup, secret = match.groups()
-    row = db.session.execute(ACTIVE_BY_LOOKUP, {"lookup": lookup}).first()
+    row = db.session.connection().execute(ACTIVE_BY_LOOKUP, {"lookup": lookup}).first()
     if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
         return None
     return row.name
