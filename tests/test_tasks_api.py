@@ -1,8 +1,10 @@
 """The tasks API against a real worker, Redis and PostgreSQL."""
 
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import redis
@@ -10,12 +12,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from harness.processes import Process, free_port, wait_for
+from harness.processes import Process, free_port, start_gunicorn, start_worker, wait_for
 from project import db
 from project.tasks.models import TaskRecord
 from project.tasks.outbox import publish_stranded
 from project.users.tasks import divide
-from tests.support import assert_problem
+from tests.support import account, assert_problem, http, report
 
 BROKER_SETTINGS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
 
@@ -287,3 +289,31 @@ def test_a_full_queue_refuses_new_tasks_and_keeps_the_queued_ones(
         assert client.post("/tasks/divide", json={"x": 9, "y": 1}).status_code == 202
     finally:
         broker.delete(queue)
+
+
+def test_past_the_queue_limit_nothing_is_queued_and_nothing_queued_is_lost(
+    request: pytest.FixtureRequest, app: Flask, migrated: dict[str, str], log_dir: Path
+) -> None:
+    # Workers stopped (none reads this queue yet), MAX_QUEUED_TASKS=50, 80 submissions.
+    env = {
+        **migrated,
+        "MAX_QUEUED_TASKS": "50",
+        "CELERY_TASK_DEFAULT_QUEUE": f"queue-limit-{uuid.uuid4().hex[:8]}",
+    }
+    server, base_url = start_gunicorn(env, log_dir)
+    worker = None
+    try:
+        answers = [http("POST", f"{base_url}/tasks/divide", {"x": i, "y": 4}) for i in range(80)]
+        statuses = [status for status, _, _ in answers]
+        assert (statuses.count(202), statuses.count(503)) == (50, 30)
+        assert all(body["type"] == "/problems/queue-full" for s, _, body in answers if s == 503)
+        expected = {body["id"]: i / 4 for i, (s, _, body) in enumerate(answers) if s == 202}
+        started = time.monotonic()
+        worker = start_worker(env, log_dir)
+        tally = account(base_url, expected, [worker], started, timeout=60)
+        report(request, tally.line("queue limit 50, 80 submitted, then a worker"))
+        assert (tally.succeeded, tally.lost, tally.failed) == (50, 0, 0), tally.lost_ids
+    finally:
+        if worker is not None:
+            worker.stop()
+        server.stop()
