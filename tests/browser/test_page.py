@@ -298,6 +298,8 @@ def test_page_asks_for_a_token_once_then_works(
         dialog = page.get_by_role("dialog", name="This API needs a token")
         expect(dialog).to_be_visible()
         expect(dialog).to_contain_text("docker compose exec web flask tokens create NAME")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "page-token-dialog.png"))
         page.get_by_label("API token").fill("fcs_0000000000000000.wrong")
         page.get_by_role("button", name="Use token").click()
         expect(page.locator("#token-error")).to_have_text(
@@ -314,8 +316,12 @@ def test_page_asks_for_a_token_once_then_works(
         page.reload()
         expect(page.locator("#tasks-table tbody tr").first).to_contain_text("divide(1, 2)")
         expect(dialog).to_be_hidden()
-        ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "page-token.png"), full_page=True)
+        # /docs takes a token through Swagger UI's "Authorize" (kept in memory only).
+        page.goto(base_url + "/docs")
+        page.get_by_role("button", name="Authorize").first.click()
+        expect(page.get_by_text("bearerAuth  (http, Bearer)")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "docs-authorize.png"))
     finally:
         context.close()
         worker.stop()
