@@ -33,6 +33,7 @@ TOKEN_SECRET_HASH = text(
 )
 WINDOW_SECONDS = 60
 limits = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
+MAX_QUEUED_TASKS = int(os.environ.get("MAX_QUEUED_TASKS", DEFAULT_MAX_QUEUED_TASKS))
 
 
 def authenticated_name() -> str:
@@ -149,7 +150,7 @@ def create_user_with_outbox():
 
 @app.post("/outbox/tasks/divide")
 def queue_divide_with_outbox():
-    if queue_length(divide.app) >= DEFAULT_MAX_QUEUED_TASKS:  # the product's queue limit
+    if queue_length(divide.app) >= MAX_QUEUED_TASKS:  # the product's queue limit
         return jsonify({"status": 503}), 503
     body = request.get_json()
     task_id = str(uuid.uuid4())

@@ -19,6 +19,7 @@ WEB_CONCURRENCY = "2"
 GUNICORN_THREADS = "4"
 WORKER_CONCURRENCY = 2
 RATE_LIMIT = "100000000/minute"
+MAX_QUEUED_TASKS = str(10**9)
 
 
 class BenchStack:
@@ -48,6 +49,8 @@ class BenchStack:
             # Production config: API tokens required; rate limits counted, but set high.
             "RATE_LIMIT_WRITES": RATE_LIMIT,
             "RATE_LIMIT_READS": RATE_LIMIT,
+            # Web rows queue faster than one worker drains; a full queue would turn them into 503s.
+            "MAX_QUEUED_TASKS": MAX_QUEUED_TASKS,
         }
         os.environ.update({k: v for k, v in self.env.items() if k != "PATH"})
         self.token = self._create_token()
