@@ -119,6 +119,17 @@ def start_worker(
     return worker
 
 
+def start_beat(env: dict[str, str], log_dir: Path) -> Process:
+    """Start `celery -A app.celery beat` as Compose does, and wait until it runs."""
+    beat = Process(
+        [str(BIN / "celery"), "-A", "app.celery", "beat", "--loglevel=info"],
+        env,
+        log_dir / f"beat-{uuid.uuid4().hex[:6]}.log",
+    )
+    beat.wait_for_output("beat: Starting...", timeout=60)
+    return beat
+
+
 def start_gunicorn(
     env: dict[str, str], log_dir: Path, target: str = "app:app", config: str | None = None
 ) -> tuple[Process, str]:

@@ -39,6 +39,8 @@ class TaskRecord(db.Model):
         # GET /tasks/?state= and ?name=: newest first within a state or a name, from the index.
         Index("ix_task_records_state_seq", "state", "seq"),
         Index("ix_task_records_name_seq", "name", "seq"),
+        # purge_tasks: the records that finished before the retention cutoff.
+        Index("ix_task_records_finished_at", "finished_at"),
     )
 
     # seq orders the records newest first for keyset pagination; id is Celery's task id.
