@@ -133,6 +133,8 @@ class BaseConfig:
         self.RATE_LIMIT_WRITES = env_rate_limit("RATE_LIMIT_WRITES", self.DEFAULT_RATE_LIMIT_WRITES)
         self.RATE_LIMIT_READS = env_rate_limit("RATE_LIMIT_READS", self.DEFAULT_RATE_LIMIT_READS)
         self._load_celery_settings()
+        self._load_worker_limits()
+        self._load_schedule()
 
     def _load_celery_settings(self) -> None:
         """Set Celery's options under the CELERY_ namespace (new-style names, upper-cased)."""
@@ -201,6 +203,57 @@ class BaseConfig:
         }
         self.CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
         self.CELERY_REDIS_SOCKET_TIMEOUT = 5
+        # Each worker also reads a queue of its own, where its healthcheck sends a canary.
+        self.CELERY_WORKER_DIRECT = True
+
+    def _load_worker_limits(self) -> None:
+        """Cap what a worker's pool processes may grow to, and how a worker stops."""
+        # A pool process is replaced after the task during which it passed this (KiB) or
+        # after this many tasks: leaks cost a process restart, not the kernel's OOM killer.
+        self.CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_number(
+            "CELERY_WORKER_MAX_MEMORY_PER_CHILD", 256 * 1024
+        )
+        self.CELERY_WORKER_MAX_TASKS_PER_CHILD = env_number(
+            "CELERY_WORKER_MAX_TASKS_PER_CHILD", 1000
+        )
+        # Soft shutdown (a cold shutdown, which SIGTERM starts where REMAP_SIGTERM=SIGQUIT, as
+        # in compose.yml): running tasks get this long to finish; the rest are handed back
+        # to the queue at once, to run on another worker or after the restart.
+        self.CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = env_number(
+            "CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT", 30.0
+        )
+
+    def _load_schedule(self) -> None:
+        """Declare the periodic tasks, which `celery -A app.celery beat` sends (one leader)."""
+        self.TASK_RETENTION_DAYS = env_number("TASK_RETENTION_DAYS", 30)
+        self.TASK_PURGE_INTERVAL_SECONDS = env_number("TASK_PURGE_INTERVAL_SECONDS", 3600.0)
+        if self.TASK_RETENTION_DAYS < 0 or self.TASK_PURGE_INTERVAL_SECONDS <= 0:
+            raise ConfigError(
+                "TASK_RETENTION_DAYS must be 0 or more and TASK_PURGE_INTERVAL_SECONDS more than 0"
+            )
+        # Add your own here: {"name": {"task": "...", "schedule": seconds or crontab(...)}}.
+        self.CELERY_BEAT_SCHEDULE = {
+            "purge-tasks": {
+                "task": "project.tasks.tasks.purge_tasks",
+                "schedule": self.TASK_PURGE_INTERVAL_SECONDS,
+                # A run that waited a whole interval in the queue is dropped, not piled up.
+                "options": {"expires": self.TASK_PURGE_INTERVAL_SECONDS},
+            },
+        }
+        # The schedule's state lives in Redis (celery-redbeat), not in a file, and a lock
+        # there lets one beat send at a time however many run: the others wait, trying
+        # every BEAT_MAX_LOOP_INTERVAL, and one takes over once the leader's lock expires.
+        self.CELERY_BEAT_SCHEDULER = "redbeat.RedBeatScheduler"
+        self.CELERY_BEAT_MAX_LOOP_INTERVAL = env_number("BEAT_MAX_LOOP_INTERVAL", 5.0)
+        self.CELERY_REDBEAT_LOCK_TIMEOUT = env_number("BEAT_LOCK_TIMEOUT_SECONDS", 30)
+        if self.CELERY_REDBEAT_LOCK_TIMEOUT <= self.CELERY_BEAT_MAX_LOOP_INTERVAL:
+            # The leader renews its lock once a loop: a shorter lock would lapse between.
+            raise ConfigError(
+                "BEAT_LOCK_TIMEOUT_SECONDS must be longer than BEAT_MAX_LOOP_INTERVAL "
+                f"({self.CELERY_REDBEAT_LOCK_TIMEOUT} <= {self.CELERY_BEAT_MAX_LOOP_INTERVAL})"
+            )
+        # Deployments sharing one Redis (each with its own queue) keep their schedules apart.
+        self.CELERY_REDBEAT_KEY_PREFIX = f"redbeat:{self.CELERY_TASK_DEFAULT_QUEUE}:"
 
 
 class DevelopmentConfig(BaseConfig):

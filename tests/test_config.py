@@ -177,3 +177,36 @@ def test_bad_access_settings_are_named(
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
         load_config("testing")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"TASK_PURGE_INTERVAL_SECONDS": "0"}, "TASK_PURGE_INTERVAL_SECONDS more than 0"),
+        ({"TASK_RETENTION_DAYS": "-1"}, "TASK_RETENTION_DAYS must be 0 or more"),
+        ({"TASK_RETENTION_DAYS": "a month"}, "TASK_RETENTION_DAYS must be a whole number"),
+        ({"BEAT_LOCK_TIMEOUT_SECONDS": "5"}, "BEAT_LOCK_TIMEOUT_SECONDS must be longer"),
+    ],
+)
+def test_bad_schedule_settings_are_named(
+    monkeypatch: pytest.MonkeyPatch, settings: dict[str, str], message: str
+) -> None:
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        load_config("testing")
+
+
+def test_beat_schedule_and_worker_caps_are_on_by_default() -> None:
+    create_app("testing")
+    conf = ext_celery.celery.conf
+    assert conf.beat_scheduler == "redbeat.RedBeatScheduler"
+    purge = conf.beat_schedule["purge-tasks"]
+    assert (purge["task"], purge["schedule"]) == ("project.tasks.tasks.purge_tasks", 3600.0)
+    ext_celery.celery.loader.import_default_modules()  # as a worker does when it starts
+    assert purge["task"] in ext_celery.celery.tasks
+    assert conf.redbeat_lock_timeout > conf.beat_max_loop_interval
+    assert conf.worker_max_memory_per_child == 256 * 1024
+    assert conf.worker_max_tasks_per_child == 1000
+    assert 0 < conf.worker_soft_shutdown_timeout
+    assert conf.worker_direct is True
