@@ -1,11 +1,14 @@
 """Celery set-up: one Celery app per Flask app, configured from the Flask config."""
 
 import logging
+import os
+import resource
 import sys
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from billiard.pool import EX_RECYCLE
 from celery import Celery, signals
 from celery import current_app as current_celery_app
 from celery.exceptions import Ignore
@@ -17,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from project.features import feature_packages
 
 NAMESPACE = "CELERY_"
+logger = logging.getLogger(__name__)
 
 
 class FlaskTask(AppContextTask):
@@ -122,6 +126,38 @@ def retry_result_writes_in_workers(sender: Any = None, **_: Any) -> None:
     # sleeping on (its time limit keeps running while it waits).
     conf.result_backend_max_sleep_between_retries_ms = 1000
     conf.result_backend_max_retries = 300  # about 5 minutes
+
+
+@signals.worker_ready.connect(weak=False, dispatch_uid="project.note_worker_pid")
+def note_worker_pid(sender: Any = None, **_: Any) -> None:
+    """Note the ready worker's main process id, for its healthcheck (worker_probe)."""
+    from project.health.worker_probe import pidfile
+
+    pidfile(sender.hostname).write_text(str(os.getpid()))
+
+
+@signals.worker_shutdown.connect(weak=False, dispatch_uid="project.forget_worker_pid")
+def forget_worker_pid(sender: Any = None, **_: Any) -> None:
+    """Remove the note: a stopped worker is not ready."""
+    from project.health.worker_probe import pidfile
+
+    pidfile(sender.hostname).unlink(missing_ok=True)
+
+
+@signals.worker_process_shutdown.connect(weak=False, dispatch_uid="project.log_recycled")
+def log_recycled_pool_process(pid: int = 0, exitcode: int = 0, **_: Any) -> None:
+    """Say in the worker's log when a pool process exits to be replaced, and why."""
+    if exitcode != EX_RECYCLE:
+        return
+    conf = current_celery_app.conf
+    used_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cap_kib = conf.worker_max_memory_per_child
+    if cap_kib and used_kib > cap_kib:
+        reason = f"it used {used_kib} KiB, past CELERY_WORKER_MAX_MEMORY_PER_CHILD={cap_kib}"
+    else:
+        tasks = conf.worker_max_tasks_per_child
+        reason = f"it ran CELERY_WORKER_MAX_TASKS_PER_CHILD={tasks} tasks"
+    logger.warning("pool process %d replaced: %s", pid, reason)
 
 
 def log_to_stdout(logger: logging.Logger, **_: Any) -> None:

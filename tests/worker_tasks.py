@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 
 from celery import shared_task
 from sqlalchemy import text
@@ -22,3 +23,20 @@ def touch_database(fail: bool) -> int:
 def kill_own_process() -> None:
     """Die as a segfault or the OOM killer would end the pool process: no exception, no ack."""
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@shared_task
+def hold(seconds: float) -> float:
+    """Keep a pool process busy for `seconds` (no cancellation checks)."""
+    time.sleep(seconds)
+    return seconds
+
+
+_leaked: list[bytes] = []
+
+
+@shared_task
+def leak(megabytes: int) -> int:
+    """Keep `megabytes` more memory for the life of the pool process; return its pid."""
+    _leaked.append(os.urandom(megabytes * 1024 * 1024))
+    return os.getpid()
