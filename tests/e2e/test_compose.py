@@ -174,7 +174,7 @@ def test_containers_run_as_non_root_and_share_a_generated_secret(stack: Stack) -
 
 
 def test_app_containers_are_read_only_without_capabilities(stack: Stack) -> None:
-    for service in ("web", "worker", "migrate"):
+    for service in ("web", "worker", "beat", "migrate"):
         (container,) = stack.compose("ps", "--all", "-q", service).stdout.split()
         inspected = subprocess.run(
             ["docker", "inspect", "--format", "{{json .HostConfig}}", container],
