@@ -25,6 +25,17 @@ def probe(env: dict[str, str], nodename: str, *args: str) -> tuple[int, str]:
     return result.returncode, (result.stdout + result.stderr).strip()
 
 
+def wait_until_running(app: Flask, task_ids: list[str]) -> None:
+    """Wait until a pool process has claimed each task (its record says STARTED)."""
+
+    def running() -> bool:
+        with app.app_context():
+            query = db.select(TaskRecord.state).where(TaskRecord.id.in_(task_ids))
+            return list(db.session.scalars(query)) == ["STARTED"] * len(task_ids)
+
+    wait_for(running, 30, f"{len(task_ids)} tasks to start")
+
+
 @pytest.fixture
 def own_queue_env(migrated: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """Settings for a worker reading a queue of this test alone (and its own temp dir)."""
@@ -58,10 +69,9 @@ def test_a_busy_worker_is_healthy(
     from tests.worker_tasks import hold
 
     queue = own_queue_env["CELERY_TASK_DEFAULT_QUEUE"]
-    with app.app_context():
-        for _ in range(2):  # both pool processes
-            hold.apply_async((15,), queue=queue)
-    wait_for(lambda: test_worker.output().count("tests.worker_tasks.hold") >= 2, 10, "2 tasks")
+    with app.app_context():  # one for each pool process
+        ids = [hold.apply_async((15,), queue=queue).id for _ in range(2)]
+    wait_until_running(app, ids)
     code, line = probe(own_queue_env, test_worker.node)
     assert (code, line) == (0, f"{test_worker.node} is busy: all 2 processes run tasks")
 
@@ -136,8 +146,8 @@ def test_soft_shutdown_finishes_short_tasks_and_hands_back_long_ones(
 
     queue = env["CELERY_TASK_DEFAULT_QUEUE"]
     with app.app_context():
-        short, long = (hold.apply_async((s,), queue=queue).id for s in (2, 20))
-    wait_for(lambda: worker.output().count("tests.worker_tasks.hold") >= 2, 10, "both to start")
+        ids = short, long = [hold.apply_async((s,), queue=queue).id for s in (2, 20)]
+    wait_until_running(app, ids)
     started = time.monotonic()
     worker.stop(signal.SIGTERM, timeout=30)
     stopped_in = time.monotonic() - started

@@ -153,7 +153,11 @@ def test_stopping_the_worker_finishes_short_tasks_and_hands_back_long_ones(
         "print(hold.delay(5).id, hold.delay(30).id)",
     ).split()
     short, long = ids[-2:]
-    wait_for(lambda: task_state(stack, long) == "STARTED", 30, "both tasks to start")
+    wait_for(
+        lambda: task_state(stack, short) == task_state(stack, long) == "STARTED",
+        30,
+        "both tasks to start",
+    )
     started = time.monotonic()
     stack.compose("stop", "worker", timeout=120)
     stopped_in = time.monotonic() - started
