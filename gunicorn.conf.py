@@ -2,6 +2,7 @@
 
 import gc
 import os
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -15,6 +16,12 @@ preload_app = True
 control_socket_disable = True
 accesslog = "-"
 errorlog = "-"
+
+# /metrics adds up every worker process's counts from files here (prometheus-client's
+# multiprocess mode). Set before the app loads; a fresh directory each start, so no
+# counts of an earlier run's processes linger.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prometheus-")
 
 
 def when_ready(server: object) -> None:
@@ -32,3 +39,10 @@ def post_fork(server: object, worker: object) -> None:
     from project.forking import forget_inherited_connections
 
     forget_inherited_connections(app)
+
+
+def child_exit(server: object, worker: object) -> None:
+    """Fold an exited worker's metrics into the totals (its live gauges go)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -85,6 +85,7 @@ def configure_logging() -> None:
 
 def register_extensions(app: APIFlask) -> None:
     """Bind the database, migrations and Celery to the app, and load every feature's models."""
+    from project.metrics.exporter import init_metrics
     from project.tasks.records import connect_task_recording
 
     import_feature_modules("models")
@@ -94,6 +95,7 @@ def register_extensions(app: APIFlask) -> None:
     migrate.init_app(app, db, directory=str(REPO_ROOT / "migrations"))
     ext_celery.init_app(app)
     connect_task_recording()
+    init_metrics(app)  # first of the request hooks: it times everything after it
 
 
 def register_blueprints(app: APIFlask) -> None:

@@ -127,6 +127,8 @@ class BaseConfig:
         )
         # The reverse proxies whose X-Forwarded-* headers are believed; nobody's by default.
         self.TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
+        # Addresses (a Prometheus on the private network) that read /metrics without a token.
+        self.METRICS_ALLOW = env_networks("METRICS_ALLOW")
         # `required`: every API request needs `Authorization: Bearer <token>` (project/auth).
         self.API_AUTH = env_choice("API_AUTH", API_AUTH_CHOICES, self.DEFAULT_API_AUTH)
         # Per token, or per client address without one; kept in Redis (project/rate_limits.py).

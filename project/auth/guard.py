@@ -4,7 +4,9 @@ Public blueprints (the page, /docs, /openapi.json, health) stay open; every othe
 blueprint, including the ones a new feature adds, needs a token.
 """
 
-from flask import Flask, Response, g, request
+import ipaddress
+
+from flask import Flask, Response, current_app, g, request
 from flask_httpauth import HTTPTokenAuth
 
 from project.auth.tokens import token_name
@@ -18,12 +20,23 @@ bearer = HTTPTokenAuth(scheme="Bearer")
 
 
 def is_public_request() -> bool:
-    """Whether the request goes to a public blueprint.
+    """Whether the request goes to a public blueprint, or to /metrics from METRICS_ALLOW.
 
     A path that matches no route is not public either: without a token it answers 401,
     not 404 or 405, so the API's routes cannot be mapped without one.
     """
-    return request.blueprint in PUBLIC_BLUEPRINTS
+    if request.blueprint in PUBLIC_BLUEPRINTS:
+        return True
+    return request.blueprint == "metrics" and is_allowed_scraper(request.remote_addr)
+
+
+def is_allowed_scraper(address: str | None) -> bool:
+    """Whether the client address is in METRICS_ALLOW (a Prometheus on the private network)."""
+    networks = current_app.config["METRICS_ALLOW"]
+    if not networks or not address:
+        return False
+    client = ipaddress.ip_address(address)
+    return any(client in network for network in networks)
 
 
 @bearer.verify_token

@@ -1,0 +1,1 @@
+"""Metrics: /metrics in the Prometheus text format, for dashboards and autoscalers."""
