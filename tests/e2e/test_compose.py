@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from harness.processes import REPO_ROOT, free_port, wait_for
 from tests.support import account, bearer, report, skip_or_fail, submit_divisions
@@ -162,6 +163,15 @@ def test_users_and_tasks_over_the_published_port(stack: Stack) -> None:
     task = f"project.users.tasks.divide[{ok['id']}]"
     assert f"Task {task} received" in logs
     assert f"Task {task} succeeded in" in logs and ": 0.5" in logs
+
+
+def test_metrics_over_the_published_port_need_the_token(stack: Stack) -> None:
+    assert stack.request("GET", "/metrics", authenticated=False)[0] == 401
+    request = urllib.request.Request(stack.base_url + "/metrics", headers=bearer(stack.token))
+    with urllib.request.urlopen(request, timeout=10) as response:
+        families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+    assert families["celery_workers"].samples[0].value == 1
+    assert "flask_http_request_duration_seconds" in families
 
 
 def test_containers_run_as_non_root_and_share_a_generated_secret(stack: Stack) -> None:
