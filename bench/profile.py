@@ -53,6 +53,8 @@ def top_functions(collapsed: Path) -> list[tuple[str, float]]:
     busy = 0
     for line in filter(None, collapsed.read_text().split("\n")):  # frames may hold \x1c
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():  # a frame name that spans lines (py-spy prints it as is)
+            continue
         frames = [frame for frame in stack.split(";") if not frame.startswith("process ")]
         if not frames or IDLE.search(frames[-1]):
             continue
