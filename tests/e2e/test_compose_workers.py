@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.processes import wait_for
-from tests.e2e.test_compose import Stack, docker_engine_answers
+from tests.e2e.stack import Stack, docker_engine_answers
 from tests.support import report, skip_or_fail
 
 PURGE = "project.tasks.tasks.purge_tasks"
