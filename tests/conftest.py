@@ -27,7 +27,7 @@ from tests.support import FIGURES, Databases, ProtectedServer, create_token, ski
 
 TESTS_DIR = Path(__file__).resolve().parent
 # Each of these directories is one slow tier: its tests get the marker of its name.
-TIER_DIRECTORIES = ("faults", "browser", "e2e")
+TIER_DIRECTORIES = ("faults", "browser", "e2e", "swarm")
 # Fixtures that start a real Celery worker (`site`: tests/browser/).
 WORKER_FIXTURES = {"worker", "workers", "site"}
 
@@ -42,7 +42,7 @@ def starts_worker(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the tiers (see pyproject.toml): faults, browser and e2e by directory, and worker."""
+    """Mark the tiers (see pyproject.toml): faults, browser, e2e, swarm by directory; worker."""
     for item in items:
         if not item.path.is_relative_to(TESTS_DIR):
             continue
