@@ -7,11 +7,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.processes import wait_for
+from harness.processes import REPO_ROOT, wait_for
 from tests.e2e.stack import Stack, docker_engine_answers
 from tests.support import account, bearer, report, skip_or_fail, submit_divisions
 
@@ -261,3 +262,56 @@ def test_flower_requires_basic_auth(stack: Stack) -> None:
 
     wait_for(lambda: status(auth=False) == 401, 60, "Flower to answer")
     assert status(auth=True) == 200
+
+
+def every_item(stack: Stack, path: str) -> list[dict]:
+    """Every item of a paginated listing, following `next`."""
+    items, url = [], path
+    while url:
+        status, page = stack.request("GET", url)
+        assert status == 200, page
+        items += page["items"]
+        url = page["next"] and page["next"].removeprefix(stack.base_url)
+    return items
+
+
+def test_backup_restores_every_user_and_finished_task(
+    request: pytest.FixtureRequest, stack: Stack, tmp_path: Path
+) -> None:
+    """Last in this module: it replaces the stack with a fresh one restored from a backup."""
+    stack.request("POST", "/users/", {"username": "backed-up", "email": "b@example.com"})
+    _, failing = stack.request("POST", "/tasks/divide", {"x": 1, "y": 0})
+    stack.finished_task(failing["url"])
+
+    def settled() -> list[dict] | None:
+        tasks = every_item(stack, "/tasks/?limit=100")
+        return tasks if all(t["state"] in ("SUCCESS", "FAILURE") for t in tasks) else None
+
+    tasks = wait_for(settled, 120, "every task to finish", interval=1)
+    users = every_item(stack, "/users/?limit=100")
+    assert len(users) >= 2 and {t["state"] for t in tasks} == {"SUCCESS", "FAILURE"}
+
+    def script(*args: str) -> None:
+        result = subprocess.run(
+            args, cwd=REPO_ROOT, env=stack.env, capture_output=True, text=True, timeout=600
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    script("scripts/backup", str(tmp_path))
+    stack.compose("--profile", "monitoring", "down", "-v")
+    stack.compose("up", "-d", "--wait", timeout=600)
+    assert stack.request("GET", "/users/")[0] == 401  # a fresh stack: the token is unknown
+    script("scripts/restore", str(tmp_path))
+
+    restored_users = every_item(stack, "/users/?limit=100")
+    restored_tasks = every_item(stack, "/tasks/?limit=100")
+    report(
+        request,
+        f"backup: users={len(users)} tasks={len(tasks)} "
+        f"restored_users={len(restored_users)} restored_tasks={len(restored_tasks)}",
+    )
+    assert restored_users == users
+    assert restored_tasks == tasks
+    assert stack.request("GET", f"/tasks/{failing['id']}")[1]["error"]["type"] == (
+        "ZeroDivisionError"
+    )
