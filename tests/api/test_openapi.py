@@ -17,6 +17,8 @@ from project import create_app
 from tests.support import ProtectedServer, bearer
 
 EXAMPLES_PER_OPERATION = 30
+# gunicorn's limit_request_line (its default): longer request lines get its own 414.
+GUNICORN_REQUEST_LINE_LIMIT = 4094
 NOT_API = {"static", "pages", "docs"}  # blueprints that serve people, not the JSON API
 
 
@@ -116,11 +118,12 @@ def test_api_conforms_to_its_document(
         # GET /tasks/divide is GET /tasks/{task_id} for the id "divide", so Allow lists GET.
         excluded.append(allow_header_conformance)
     # With a token; the `ignored_auth` check also sends each request without it (401).
-    case.call_and_validate(
-        base_url=protected_server.url,
-        headers=bearer(protected_server.token),
-        excluded_checks=excluded,
-    )
+    headers = bearer(protected_server.token)
+    response = case.call(base_url=protected_server.url, headers=headers)
+    if response.status_code == 414 and len(response.request.url) > GUNICORN_REQUEST_LINE_LIMIT:
+        # gunicorn itself refuses a request line this long: the app never sees the request.
+        return
+    case.validate_response(response, headers=headers, excluded_checks=excluded)
 
 
 def test_docs_page_points_at_the_document(app: Flask) -> None:
