@@ -28,7 +28,9 @@ T_975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process and its descendants so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    # utime, stime, and cutime, cstime: the time of children that exited and were reaped, so
+    # a pool process replaced mid-round (Celery's max tasks per child) keeps its CPU counted.
+    own = sum(int(fields[index]) for index in (11, 12, 13, 14)) / CLOCK_TICKS
     return own + sum(tree_cpu_seconds(child) for child in child_pids(pid))
 
 
