@@ -31,8 +31,9 @@ def wrk(
     script: str | None = None,
     headers: tuple[str, ...] = (),
 ) -> WrkResult:
-    """Run wrk against `url` with 2 threads; return throughput, p50, p99 and error count."""
-    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    """Run wrk against `url` (2 threads, 1 for 1 connection); return rates, p50, p99, errors."""
+    threads = min(2, connections)
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script:
         args[1:1] = ["-s", str(WRK_DIR / script)]
     for header in headers:
