@@ -1,14 +1,33 @@
-"""Database engines: connection health checks, and the engine for bookkeeping writes."""
+"""Database engines and sessions: connection health checks, the bookkeeping engine."""
 
+import logging
 import select
 from typing import Any
 
 from flask import Flask, current_app
+from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+
+log = logging.getLogger(__name__)
 
 BOOKKEEPING = "bookkeeping_engine"
+
+
+class SessionSafeSQLAlchemy(SQLAlchemy):
+    """Flask-SQLAlchemy whose end-of-request clean-up survives a database that went away."""
+
+    def _teardown_session(self, exc: BaseException | None) -> None:
+        # Closing the session rolls back its transaction. If the server closed the connection
+        # after the request's last query (a restart), that rollback fails; the pool has then
+        # discarded the connection, and the response already made must still go out, rather
+        # than become gunicorn's bare 500.
+        try:
+            self.session.remove()
+        except DBAPIError as error:
+            log.warning("database connection lost at the end of a request: %s", error.orig)
+            self.session.registry.clear()
 
 
 def server_spoke(dbapi_connection: Any) -> bool:

@@ -1,9 +1,12 @@
 """Dropped database connections cost no failed request (project/database.py)."""
 
 import psycopg2
+from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import text
 
 from harness.processes import wait_for
+from project import db
 
 RACERS = 20
 
@@ -33,3 +36,23 @@ def test_dropped_database_connections_cost_no_failed_request(
         wait_for(lambda: not alive(cursor, pids), 10, "the terminated backends to exit")
     admin.close()
     assert client.get("/users/").status_code == 200
+
+
+def test_connection_closed_during_a_request_still_answers(
+    app: Flask, migrated: dict[str, str]
+) -> None:
+    """The server closes the connection after the request's last query (a restart): the
+    response still goes out, and the next request gets a fresh connection."""
+
+    @app.get("/test-connection-closed")
+    def connection_closed() -> dict[str, int]:
+        pid = db.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with psycopg2.connect(migrated["DATABASE_URL"]) as admin, admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            wait_for(lambda: not alive(cursor, [pid]), 10, "the terminated backend to exit")
+        return {"pid": pid}
+
+    client = app.test_client()
+    response = client.get("/test-connection-closed")
+    assert response.status_code == 200
+    assert client.get("/test-connection-closed").json["pid"] != response.json["pid"]
