@@ -6,6 +6,7 @@ Starting processes and services is harness/'s job; this module holds what only t
 import json
 import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -13,7 +14,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import NamedTuple, NoReturn, Protocol
+from typing import NamedTuple, NoReturn, Protocol, Self
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
@@ -140,6 +141,24 @@ def submit_divisions(base_url: str, count: int, token: str | None = None) -> dic
 
     with ThreadPoolExecutor(8) as pool:
         return dict(pool.map(one, range(count)))
+
+
+class BackgroundLoad:
+    """Threads that send load until the `with` block ends; subclasses fill `self.threads`."""
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def __enter__(self) -> Self:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(30)
 
 
 @dataclass

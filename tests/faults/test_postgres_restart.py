@@ -12,21 +12,20 @@ from flask import Flask
 
 from harness.processes import BIN, Process, run_cli, start_gunicorn, start_worker, wait_for
 from harness.servers import PrivatePostgres
-from tests.support import http, report
+from tests.support import PROBLEM_JSON, BackgroundLoad, http, report
 
 CLIENTS = 4
 DOWN_S = 3
-PROBLEM_JSON = "application/problem+json"
 
 
-class Load:
+class Load(BackgroundLoad):
     """Clients sending reads and writes in a loop, recording (start, end, status, type)."""
 
     def __init__(self, base_url: str, user_id: int) -> None:
+        super().__init__()
         self.base_url = base_url
         self.user_id = user_id
         self.results: list[list[tuple[float, float, int, str]]] = [[] for _ in range(CLIENTS)]
-        self.stopping = threading.Event()
         self.threads = [threading.Thread(target=self._run, args=(n,)) for n in range(CLIENTS)]
 
     def _run(self, n: int) -> None:
@@ -40,16 +39,6 @@ class Load:
                 status, content_type, _ = http("GET", f"{self.base_url}/users/{self.user_id}")
             self.results[n].append((started, time.monotonic(), status, content_type))
             time.sleep(0.02)
-
-    def __enter__(self) -> "Load":
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(30)
 
 
 def test_postgres_restart_costs_only_503s_while_down(

@@ -18,7 +18,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from harness.processes import wait_for
 from tests.e2e.stack import docker_engine_answers
-from tests.support import account, http, report, skip_or_fail, submit_divisions
+from tests.support import (
+    BackgroundLoad,
+    account,
+    http,
+    report,
+    skip_or_fail,
+    submit_divisions,
+)
 from tests.swarm.cluster import ServiceLog, Swarm, docker
 
 DIVIDE_DONE = r"Task project\.users\.tasks\.divide\[([0-9a-f-]+)\] succeeded"
@@ -109,27 +116,17 @@ def read_metrics(swarm: Swarm) -> str:
         return response.read().decode()
 
 
-class Load:
+class Load(BackgroundLoad):
     """A constant loop of GET /users/<id> and POST /tasks/divide, counting every failure."""
 
     def __init__(self, swarm: Swarm, user_id: int) -> None:
+        super().__init__()
         self.swarm, self.user_id = swarm, user_id
         self.requests = 0
         self.failures: list[str] = []
         self.tasks: dict[str, float] = {}
-        self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._reads), threading.Thread(target=self._writes)]
-
-    def __enter__(self) -> "Load":
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join()
 
     def _count(self, status: int | None, what: str, error: str = "") -> None:
         with self.lock:
