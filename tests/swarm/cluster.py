@@ -188,19 +188,22 @@ class Swarm:
 
     # --- removing ---
 
+    def _stack_gone(self) -> bool:
+        """Say whether the stack's containers and network are gone from this engine."""
+        label = f"label=com.docker.stack.namespace={self.stack}"
+        # Swarm can leave a replicated job's failed attempt behind after `stack rm` (seen: a
+        # migrate run that lost a DNS race, exited 1 and was never reaped): remove those.
+        exited = docker("ps", "-aq", "--filter", label, "--filter", "status=exited").stdout.split()
+        if exited:
+            docker("rm", *exited, check=False)
+        return not docker("ps", "-aq", "--filter", label).stdout.strip() and not (
+            self._network_exists(f"{self.stack}_app")
+        )
+
     def remove(self) -> None:
         """Remove the stack, its secrets, volumes, nodes and images; leave the swarm as found."""
         docker("stack", "rm", self.stack, check=False)
-        wait_for(
-            lambda: (
-                not docker(
-                    "ps", "-aq", "--filter", f"label=com.docker.stack.namespace={self.stack}"
-                ).stdout.strip()
-                and not self._network_exists(f"{self.stack}_app")
-            ),
-            120,
-            "the stack's containers and network to go",
-        )
+        wait_for(self._stack_gone, 120, "the stack's containers and network to go")
         secrets = docker(
             "secret", "ls", "-q", "--filter", f"name={self.stack}_", check=False
         ).stdout.split()
