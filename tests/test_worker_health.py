@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from harness.processes import BIN, Process, run_cli, start_worker, wait_for
+from harness.processes import BIN, REPO_ROOT, Process, run_cli, start_worker, wait_for
 from project import db
 from project.tasks.models import TaskRecord
 from tests.support import report
@@ -54,8 +54,30 @@ def test_worker(own_queue_env: dict[str, str], log_dir: Path) -> Iterator[Proces
 
 
 def test_a_ready_worker_runs_the_canary(own_queue_env: dict[str, str], test_worker: Process):
+    passed = Path(own_queue_env["TMPDIR"]) / f"celery-worker-{test_worker.node}.passed"
     code, line = probe(own_queue_env, test_worker.node)
     assert (code, line) == (0, f"{test_worker.node} ran a canary task")
+    assert passed.exists()  # what scripts/worker-healthcheck answers from until it is stale
+
+
+def test_the_healthcheck_script_answers_from_a_recent_pass(own_queue_env: dict[str, str]) -> None:
+    # Compose runs it every 2 s: between canaries (at most one per 10 s) it answers from the
+    # last pass, and before the worker is ready from the missing pid file, without Python.
+    env = {**own_queue_env, "HOSTNAME": "box", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    notes = Path(own_queue_env["TMPDIR"]) / "celery-worker-celery@box"
+
+    def check() -> tuple[int, str]:
+        result = run_cli([str(REPO_ROOT / "scripts" / "worker-healthcheck")], env)
+        return result.returncode, (result.stdout + result.stderr).strip()
+
+    assert check() == (1, "celery@box is not ready yet")
+    Path(f"{notes}.pid").write_text("1")
+    Path(f"{notes}.passed").touch()
+    assert check() == (0, "celery@box passed a check less than 10 s ago")
+    stale = time.time() - 11
+    os.utime(f"{notes}.passed", (stale, stale))
+    # Stale: the canary runs, and no worker answers to that name.
+    assert check() == (1, "celery@box did not run a canary task within 8 s (1 in a row)")
 
 
 def test_a_worker_that_is_not_ready_is_unhealthy(own_queue_env: dict[str, str]) -> None:

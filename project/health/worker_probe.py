@@ -34,6 +34,11 @@ def pidfile(nodename: str) -> Path:
     return Path(tempfile.gettempdir()) / f"celery-worker-{nodename}.pid"
 
 
+def passed_file(nodename: str) -> Path:
+    """Touched at each pass: scripts/worker-healthcheck answers from it for a few seconds."""
+    return Path(tempfile.gettempdir()) / f"celery-worker-{nodename}.passed"
+
+
 def failures_file(nodename: str) -> Path:
     """Where the probe counts its failures in a row."""
     return Path(tempfile.gettempdir()) / f"celery-worker-{nodename}.failures"
@@ -136,6 +141,8 @@ def main() -> None:
     parser.add_argument("--restart-after", type=int, default=0, metavar="N")
     arguments = parser.parse_args()
     healthy, line = probe(arguments.nodename, arguments.restart_after)
+    if healthy:
+        passed_file(arguments.nodename).touch()
     print(line)
     sys.exit(0 if healthy else 1)
 
