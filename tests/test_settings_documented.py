@@ -19,7 +19,7 @@ SHELL_SOURCES = ("scripts", ".ci")
 COMPOSE_FILES = ("compose.yml", "compose.dev.yml", "deploy/swarm/stack.yml")
 # Read by scripts but not settings: the shell's own, and values one script hands another.
 NOT_SETTINGS = {
-    "BASH_SOURCE", "BASH_REMATCH", "HOME", "HOSTNAME", "PATH", "SECONDS",
+    "BASH_SOURCE", "BASH_REMATCH", "HOME", "HOSTNAME", "PATH", "SECONDS", "TMPDIR",
     "REPO_ROOT", "FAST_TIERS", "HAPROXY_CFG_HASH",
 }  # fmt: skip
 READERS = {"env_number", "env_networks", "env_choice", "env_rate_limit", "env_or_file", "getenv"}
