@@ -47,9 +47,16 @@ def test_connection_closed_during_a_request_still_answers(
     @app.get("/test-connection-closed")
     def connection_closed() -> dict[str, int]:
         pid = db.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        with psycopg2.connect(migrated["DATABASE_URL"]) as admin, admin.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            wait_for(lambda: not alive(cursor, [pid]), 10, "the terminated backend to exit")
+        admin = psycopg2.connect(migrated["DATABASE_URL"])
+        # Autocommit: inside one transaction pg_stat_activity is one snapshot, and a
+        # backend that had not exited yet at the first look would stay "alive" for good.
+        admin.autocommit = True
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                wait_for(lambda: not alive(cursor, [pid]), 10, "the terminated backend to exit")
+        finally:
+            admin.close()
         return {"pid": pid}
 
     client = app.test_client()
