@@ -6,9 +6,13 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+import redis
 from flask import Flask
+from limits.storage import storage_from_string
 
 from harness.processes import start_gunicorn
+from project import rate_limits
 from tests.support import PROBLEM_JSON, assert_problem, create_token
 
 RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
@@ -90,3 +94,24 @@ def test_a_redis_outage_limits_in_memory_and_fails_nothing(
     statuses = [client.post("/users/", json=user).status_code for user in users]
     assert statuses == [201, 201, 429]
     assert client.get("/users/").status_code == 200
+
+
+def test_counting_returns_to_redis_once_it_is_back(
+    app_with: Callable[..., Flask], redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rate_limits, "RETRY_SHARED_SECONDS", 0)  # try Redis on every request
+    flask_app = app_with(CELERY_BROKER_URL=redis_url, RATE_LIMIT_READS="100/minute")
+    limits = flask_app.extensions[rate_limits.EXTENSION]
+    reachable = limits.shared
+    # Port 1 refuses connections: Redis is down, so this request is counted in memory.
+    limits.shared = rate_limits.RedisFixedWindow(storage_from_string("redis://127.0.0.1:1/0"))
+    client = flask_app.test_client()
+    address = {"REMOTE_ADDR": "192.0.2.79"}
+    assert client.get("/users/", environ_base=address).status_code == 200
+    assert limits.shared_down_until > 0
+    counters = redis.Redis.from_url(redis_url)
+    assert not counters.keys("*192.0.2.79*")
+    limits.shared = reachable  # Redis is back: the next request is counted there again
+    assert client.get("/users/", environ_base=address).status_code == 200
+    assert limits.shared_down_until == 0
+    assert len(counters.keys("*192.0.2.79*")) == 1
