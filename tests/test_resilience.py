@@ -17,24 +17,36 @@ def alive(cursor: psycopg2.extensions.cursor, pids: list[int]) -> bool:
     return cursor.fetchone()[0] > 0
 
 
+def terminate_backends(database_url: str, pids: list[int] | None = None) -> list[int]:
+    """Close server connections as a PostgreSQL restart does, and wait until they are gone.
+
+    `pids` None: every connection to the database but this one. Returns the pids closed.
+    """
+    admin = psycopg2.connect(database_url)  # outside the app's pool
+    # Autocommit: inside one transaction pg_stat_activity is one snapshot, and a backend
+    # that had not exited yet at the first look would stay "alive" for good.
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            if pids is None:
+                cursor.execute(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                pids = [pid for (pid,) in cursor.fetchall()]
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s) AS pid", (pids,))
+            # A restart closes the sockets before the database comes back; wait for the same.
+            wait_for(lambda: not alive(cursor, pids), 10, "the terminated backends to exit")
+    finally:
+        admin.close()
+    return pids
+
+
 def test_dropped_database_connections_cost_no_failed_request(
     client: FlaskClient, migrated: dict[str, str]
 ) -> None:
     assert client.get("/users/").status_code == 200  # leaves a connection in the pool
-    admin = psycopg2.connect(migrated["DATABASE_URL"])  # outside the app's pool
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        # What a PostgreSQL restart does to every open connection.
-        cursor.execute(
-            "SELECT pid FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        pids = [pid for (pid,) in cursor.fetchall()]
-        assert pids
-        cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s) AS pid", (pids,))
-        # A restart closes the sockets before the database comes back; wait for the same.
-        wait_for(lambda: not alive(cursor, pids), 10, "the terminated backends to exit")
-    admin.close()
+    assert terminate_backends(migrated["DATABASE_URL"])
     assert client.get("/users/").status_code == 200
 
 
@@ -47,16 +59,7 @@ def test_connection_closed_during_a_request_still_answers(
     @app.get("/test-connection-closed")
     def connection_closed() -> dict[str, int]:
         pid = db.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        admin = psycopg2.connect(migrated["DATABASE_URL"])
-        # Autocommit: inside one transaction pg_stat_activity is one snapshot, and a
-        # backend that had not exited yet at the first look would stay "alive" for good.
-        admin.autocommit = True
-        try:
-            with admin.cursor() as cursor:
-                cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
-                wait_for(lambda: not alive(cursor, [pid]), 10, "the terminated backend to exit")
-        finally:
-            admin.close()
+        terminate_backends(migrated["DATABASE_URL"], [pid])
         return {"pid": pid}
 
     client = app.test_client()
