@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 READ_METHODS = ("GET", "HEAD")
+LIMITED_METHODS = frozenset(WRITE_METHODS + READ_METHODS)
 LIMIT_SETTINGS = {"writes": "RATE_LIMIT_WRITES", "reads": "RATE_LIMIT_READS"}
 REDIS_SCHEMES = ("redis://", "rediss://")
 KEY_PREFIX = "ratelimit"
@@ -147,8 +148,8 @@ class RateLimits:
 
 def check_rate_limit() -> None:
     """Count an API request against its budget; 429 problem+json past it."""
-    if is_public_request():
-        return
+    if request.method not in LIMITED_METHODS or is_public_request():
+        return  # OPTIONS (Flask answers it itself) and public endpoints spend no budget
     kind = request_kind()
     window = current_app.extensions[EXTENSION].hit(kind, client_key())
     if window is None:

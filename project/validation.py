@@ -15,6 +15,8 @@ def check_json_body() -> None:
     Runs for endpoints declaring a JSON body (`@bp.input(Model)`); the parsed body is
     cached, so the schema reads it without parsing again.
     """
+    if request.method == "OPTIONS":
+        return  # Flask answers it itself; it matched some rule of the path, maybe a POST's
     view = current_app.view_functions.get(request.endpoint or "")
     if "body" not in getattr(view, "_spec", {}):
         return
