@@ -55,13 +55,30 @@ def test_worker(own_queue_env: dict[str, str], log_dir: Path) -> Iterator[Proces
 
 def test_a_ready_worker_runs_the_canary(own_queue_env: dict[str, str], test_worker: Process):
     passed = Path(own_queue_env["TMPDIR"]) / f"celery-worker-{test_worker.node}.passed"
+    passed.unlink()  # becoming ready counted as a first pass; the canary must earn its own
     code, line = probe(own_queue_env, test_worker.node)
     assert (code, line) == (0, f"{test_worker.node} ran a canary task")
     assert passed.exists()  # what scripts/worker-healthcheck answers from until it is stale
 
 
+def test_becoming_ready_counts_as_a_pass_and_stopping_forgets_it(
+    own_queue_env: dict[str, str], log_dir: Path
+) -> None:
+    # So `docker compose up --wait` sees a healthy worker a second after it is ready,
+    # without waiting for a first canary.
+    worker = start_worker(own_queue_env, log_dir)
+    notes = Path(own_queue_env["TMPDIR"]) / f"celery-worker-{worker.node}"
+    try:
+        assert Path(f"{notes}.pid").read_text() == str(worker.pid)
+        assert time.time() - Path(f"{notes}.passed").stat().st_mtime < 60
+    finally:
+        worker.stop()
+    assert not Path(f"{notes}.pid").exists()
+    assert not Path(f"{notes}.passed").exists()
+
+
 def test_the_healthcheck_script_answers_from_a_recent_pass(own_queue_env: dict[str, str]) -> None:
-    # Compose runs it every 2 s: between canaries (at most one per 10 s) it answers from the
+    # Compose runs it every second: between canaries (at most one per 10 s) it answers from the
     # last pass, and before the worker is ready from the missing pid file, without Python.
     env = {**own_queue_env, "HOSTNAME": "box", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     notes = Path(own_queue_env["TMPDIR"]) / "celery-worker-celery@box"
