@@ -1,11 +1,13 @@
 """Liveness and readiness, including a database that is not migrated yet."""
 
 from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask
 from flask.testing import FlaskClient
 
-from harness.processes import BIN, free_port, run_cli
+from harness.processes import BIN, REPO_ROOT, free_port, run_cli, start_gunicorn
 from tests.support import Databases, assert_problem
 
 
@@ -44,3 +46,26 @@ def test_readyz_names_each_unreachable_dependency(app_with: Callable[..., Flask]
     assert set(body["checks"]) == {"database", "broker"}
     assert "DATABASE_URL" in body["checks"]["database"]
     assert "CELERY_BROKER_URL" in body["checks"]["broker"]
+
+
+def test_the_web_healthcheck_script_passes_only_on_readyz_200(
+    migrated: dict[str, str], databases: Databases, log_dir: Path
+) -> None:
+    # What Compose and Swarm run in the web container every second.
+    def healthcheck(url: str) -> tuple[int, str]:
+        env = {**migrated, "WEB_INTERNAL_PORT": str(urlsplit(url).port)}
+        result = run_cli([str(REPO_ROOT / "scripts" / "web-healthcheck")], env)
+        return result.returncode, (result.stdout + result.stderr).strip()
+
+    ready, ready_url = start_gunicorn(migrated, log_dir)
+    not_migrated, not_migrated_url = start_gunicorn(
+        {**migrated, "DATABASE_URL": databases.create()}, log_dir
+    )
+    try:
+        assert healthcheck(ready_url) == (0, "")
+        assert healthcheck(not_migrated_url) == (1, "/readyz answered 503")
+    finally:
+        ready.stop()
+        not_migrated.stop()
+    code, output = healthcheck(ready_url)  # nothing listens there any more
+    assert code == 1 and "Connection refused" in output, output
