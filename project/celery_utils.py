@@ -134,9 +134,8 @@ def note_worker_pid(sender: Any = None, **_: Any) -> None:
     from project.health.worker_probe import passed_file, pidfile
 
     pidfile(sender.hostname).write_text(str(os.getpid()))
-    # Ready means its consumer has just started: healthy now, without waiting for the first
-    # canary (about 1 s, a third of `docker compose up --wait`'s worker). The canary checks
-    # again once this pass is stale.
+    # Ready means its consumer has just started: healthy now, without waiting about a second
+    # for a first canary. The canary checks again once this pass is stale.
     passed_file(sender.hostname).touch()
 
 

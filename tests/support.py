@@ -89,6 +89,12 @@ class Databases:
 # The fault tests and the Compose tests both use it.
 
 
+def run_check(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run a healthcheck as the container runtime does; return its exit code and its output."""
+    result = run_cli(args, env)
+    return result.returncode, (result.stdout + result.stderr).strip()
+
+
 def create_token(env: dict[str, str], name: str) -> str:
     """Run `flask tokens create NAME` from the repo root, as a user types it; return the token."""
     result = run_cli([str(BIN / "flask"), "tokens", "create", name], env)

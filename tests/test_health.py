@@ -8,7 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from harness.processes import BIN, REPO_ROOT, free_port, run_cli, start_gunicorn
-from tests.support import Databases, assert_problem
+from tests.support import Databases, assert_problem, run_check
 
 
 def test_healthz_answers_200(client: FlaskClient) -> None:
@@ -54,8 +54,7 @@ def test_the_web_healthcheck_script_passes_only_on_readyz_200(
     # What Compose and Swarm run in the web container every second.
     def healthcheck(url: str) -> tuple[int, str]:
         env = {**migrated, "WEB_INTERNAL_PORT": str(urlsplit(url).port)}
-        result = run_cli([str(REPO_ROOT / "scripts" / "web-healthcheck")], env)
-        return result.returncode, (result.stdout + result.stderr).strip()
+        return run_check([str(REPO_ROOT / "scripts" / "web-healthcheck")], env)
 
     ready, ready_url = start_gunicorn(migrated, log_dir)
     not_migrated, not_migrated_url = start_gunicorn(

@@ -11,18 +11,17 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from harness.processes import BIN, REPO_ROOT, Process, run_cli, start_worker, wait_for
+from harness.processes import BIN, REPO_ROOT, Process, start_worker, wait_for
 from project import db
 from project.tasks.models import TaskRecord
-from tests.support import report
+from tests.support import report, run_check
 
 PROBE = [str(BIN / "python"), "-m", "project.health.worker_probe"]
 
 
 def probe(env: dict[str, str], nodename: str, *args: str) -> tuple[int, str]:
     """Run the worker's healthcheck as Compose does; return its exit code and its line."""
-    result = run_cli([*PROBE, *args, nodename], env)
-    return result.returncode, (result.stdout + result.stderr).strip()
+    return run_check([*PROBE, *args, nodename], env)
 
 
 def wait_until_running(app: Flask, task_ids: list[str]) -> None:
@@ -84,8 +83,7 @@ def test_the_healthcheck_script_answers_from_a_recent_pass(own_queue_env: dict[s
     notes = Path(own_queue_env["TMPDIR"]) / "celery-worker-celery@box"
 
     def check() -> tuple[int, str]:
-        result = run_cli([str(REPO_ROOT / "scripts" / "worker-healthcheck")], env)
-        return result.returncode, (result.stdout + result.stderr).strip()
+        return run_check([str(REPO_ROOT / "scripts" / "worker-healthcheck")], env)
 
     assert check() == (1, "celery@box is not ready yet")
     Path(f"{notes}.pid").write_text("1")
