@@ -2,13 +2,16 @@
 
 import logging
 import select
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.sql import Executable
 
 log = logging.getLogger(__name__)
 
@@ -101,3 +104,82 @@ def init_database_engines(app: Flask) -> None:
         app.extensions[BOOKKEEPING] = make_bookkeeping_engine(db.engine)
         for engine in all_engines(app):
             ping_closed_connections(engine)
+
+
+@dataclass(frozen=True)
+class _DriverSQL:
+    """A statement as one dialect's driver takes it: SQL text, and how to pass values."""
+
+    sql: str
+    constants: dict[str, Any]  # values fixed in the statement (states, increments)
+    processors: dict[str, Callable[[Any], Any]]  # per parameter: JSON encoding and the like
+    positions: tuple[str, ...] | None  # the parameters' order, for positional drivers (SQLite)
+
+    def parameters(self, values: dict[str, Any]) -> dict[str, Any] | list[Any]:
+        named = {**self.constants, **values}
+        for name, process in self.processors.items():
+            named[name] = process(named[name])
+        return [named[name] for name in self.positions] if self.positions else named
+
+
+class DriverStatement:
+    """A Core statement compiled once per dialect, then run on a pooled driver connection.
+
+    For the bookkeeping writes that run for every task: Core's `execute()` spent as much
+    CPU again as the statement's own round trip (185 µs against 93 µs for the worker's
+    claim, measured), building a cache key, an execution context and a result object for
+    a statement that never changes. Errors come out as SQLAlchemy's (`OperationalError`
+    and the rest), and a connection the server closed is discarded, as with Core.
+    """
+
+    def __init__(self, statement: Executable) -> None:
+        self.statement = statement
+        self._by_dialect: dict[str, _DriverSQL] = {}
+
+    def _for(self, dialect: Dialect) -> _DriverSQL:
+        driver_sql = self._by_dialect.get(dialect.name)
+        if driver_sql is None:
+            compiled = self.statement.compile(dialect=dialect)
+            binds = {name: bind for bind, name in compiled.bind_names.items()}
+            processors = {name: bind.type.bind_processor(dialect) for name, bind in binds.items()}
+            driver_sql = self._by_dialect[dialect.name] = _DriverSQL(
+                sql=compiled.string,
+                constants={n: b.effective_value for n, b in binds.items() if not b.required},
+                processors={name: process for name, process in processors.items() if process},
+                positions=tuple(compiled.positiontup) if compiled.positional else None,
+            )
+        return driver_sql
+
+    def run(self, engine: Engine, values: dict[str, Any]) -> tuple | None:
+        """Execute and commit in a transaction of its own; return the first row, if any."""
+        dialect = engine.dialect
+        driver_sql = self._for(dialect)
+        parameters = driver_sql.parameters(values)
+        connection = None
+        try:
+            connection = engine.raw_connection()
+            cursor = connection.cursor()
+            try:
+                cursor.execute(driver_sql.sql, parameters)
+                row = cursor.fetchone() if cursor.description else None
+            finally:
+                cursor.close()
+            connection.commit()  # autocommit on PostgreSQL already; SQLite needs it
+            return row
+        except dialect.loaded_dbapi.Error as error:
+            gone = connection is not None and dialect.is_disconnect(
+                error, connection.dbapi_connection, None
+            )
+            if gone:
+                connection.invalidate(error)
+            raise DBAPIError.instance(
+                driver_sql.sql,
+                parameters,
+                error,
+                dialect.loaded_dbapi.Error,
+                connection_invalidated=gone,
+                dialect=dialect,
+            ) from error
+        finally:
+            if connection is not None:
+                connection.close()
