@@ -22,6 +22,7 @@ from sqlalchemy import text
 from harness.processes import BIN, Process, run_cli, start_gunicorn, start_worker
 from harness.services import TEST_REDIS_URL, unreachable_postgres, unreachable_redis
 from project import create_app, db
+from project.config import normalize_database_url
 from project.database import all_engines
 from tests.support import FIGURES, Databases, ProtectedServer, create_token, skip_or_fail
 
@@ -129,11 +130,8 @@ def worker(migrated: dict[str, str], log_dir: Path) -> Iterator[Process]:
     process.stop()
 
 
-@pytest.fixture
-def app(migrated: dict[str, str]) -> Iterator[Flask]:
-    """An app on the migrated test database; tables are emptied after each test."""
-    flask_app = create_app("testing")
-    yield flask_app
+def empty_tables(flask_app: Flask) -> None:
+    """Empty the tables a test may have filled, and close the app's database connections."""
     with flask_app.app_context():
         db.session.execute(
             text("TRUNCATE users, task_records, idempotent_replies, api_tokens RESTART IDENTITY")
@@ -144,15 +142,39 @@ def app(migrated: dict[str, str]) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def app_with(monkeypatch: pytest.MonkeyPatch, migrated: dict[str, str]) -> Callable[..., Flask]:
-    """Build apps with some settings changed in the environment (each has its own Celery)."""
+def app(migrated: dict[str, str]) -> Iterator[Flask]:
+    """An app on the migrated test database; tables are emptied after each test."""
+    flask_app = create_app("testing")
+    yield flask_app
+    empty_tables(flask_app)
+
+
+@pytest.fixture
+def app_with(
+    monkeypatch: pytest.MonkeyPatch, migrated: dict[str, str]
+) -> Iterator[Callable[..., Flask]]:
+    """Build apps with some settings changed in the environment (each has its own Celery).
+
+    Tables are emptied after each test, as with `app`.
+    """
+    built: list[Flask] = []
 
     def build(**settings: str) -> Flask:
         for name, value in settings.items():
             monkeypatch.setenv(name, value)
-        return create_app("testing")
+        built.append(create_app("testing"))
+        return built[-1]
 
-    return build
+    yield build
+    # Only apps on the run's database (some tests point one at a server of their own).
+    run_database = normalize_database_url(migrated["DATABASE_URL"])
+    ours = [a for a in built if a.config["SQLALCHEMY_DATABASE_URI"] == run_database]
+    if ours:
+        empty_tables(ours[0])
+    for flask_app in built:
+        with flask_app.app_context():
+            for engine in all_engines(flask_app):
+                engine.dispose()
 
 
 @pytest.fixture
