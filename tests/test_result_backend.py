@@ -1,4 +1,4 @@
-"""The Redis result backend against a real Redis: stored in one script, SUCCESS never overwritten."""
+"""The Redis result backend on a real Redis: one script stores a result, SUCCESS stays."""
 
 import uuid
 
