@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.orm import Session
 
 from project import db
-from project.database import bookkeeping_engine
+from project.database import DriverStatement, bookkeeping_engine
 from project.tasks.models import PENDING, TaskRecord, utc_now
 from project.tasks.records import RECORD, recorded_by_caller
 
@@ -30,10 +30,14 @@ _TO_PUBLISH = "tasks_to_publish"
 SWEEP_BATCH = 100
 # Built once, on the table: they run for every task queued.
 _records = TaskRecord.__table__
-MARK_PUBLISHED = (
-    update(_records)
-    .where(_records.c.id.in_(bindparam("ids", expanding=True)), _records.c.published_at.is_(None))
-    .values(published_at=bindparam("now"))
+_mark_published = update(_records).values(published_at=bindparam("now"))
+_unpublished = _records.c.published_at.is_(None)
+MARK_PUBLISHED = _mark_published.where(
+    _records.c.id.in_(bindparam("ids", expanding=True)), _unpublished
+)
+# The web's mark after each publish: driver SQL, as the worker's claim (see DriverStatement).
+MARK_ONE_PUBLISHED = DriverStatement(
+    _mark_published.where(_records.c.id == bindparam("task_id"), _unpublished)
 )
 
 
@@ -68,8 +72,9 @@ def publish(name: str, task_id: str, args: Any) -> None:
 
 def mark_published(task_ids: list[str]) -> None:
     """Note that the broker accepted these tasks, so the sweeper leaves them alone."""
-    with bookkeeping_engine().begin() as connection:
-        connection.execute(MARK_PUBLISHED, {"ids": task_ids, "now": utc_now()})
+    engine, now = bookkeeping_engine(), utc_now()
+    for task_id in task_ids:  # one per request, as a rule
+        MARK_ONE_PUBLISHED.run(engine, {"task_id": task_id, "now": now})
 
 
 @event.listens_for(Session, "after_commit")
