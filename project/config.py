@@ -217,7 +217,7 @@ class BaseConfig:
             "CELERY_WORKER_MAX_MEMORY_PER_CHILD", 256 * 1024
         )
         self.CELERY_WORKER_MAX_TASKS_PER_CHILD = env_number(
-            "CELERY_WORKER_MAX_TASKS_PER_CHILD", 1000
+            "CELERY_WORKER_MAX_TASKS_PER_CHILD", 10000
         )
         # Soft shutdown (a cold shutdown, which SIGTERM starts where REMAP_SIGTERM=SIGQUIT, as
         # in compose.yml): running tasks get this long to finish; the rest are handed back

@@ -207,6 +207,6 @@ def test_beat_schedule_and_worker_caps_are_on_by_default() -> None:
     assert purge["task"] in ext_celery.celery.tasks
     assert conf.redbeat_lock_timeout > conf.beat_max_loop_interval
     assert conf.worker_max_memory_per_child == 256 * 1024
-    assert conf.worker_max_tasks_per_child == 1000
+    assert conf.worker_max_tasks_per_child == 10000
     assert 0 < conf.worker_soft_shutdown_timeout
     assert conf.worker_direct is True
