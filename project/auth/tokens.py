@@ -15,7 +15,6 @@ from sqlalchemy import bindparam, select, update
 
 from project import db
 from project.auth.models import ApiToken
-from project.database import DriverStatement, bookkeeping_engine
 from project.tasks.models import utc_now
 
 PREFIX = "fcs_"
@@ -23,14 +22,11 @@ TOKEN_PATTERN = re.compile(r"fcs_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 NAME_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
-# Built once, on the table, and run as driver SQL on the bookkeeping engine (autocommit):
-# it runs on every authenticated request, and skips both the ORM's and Core's execution
-# layers and a BEGIN (see DriverStatement).
+# Built once, on the table: it runs on every authenticated request, and a Core statement
+# on the session's connection skips the ORM's execution layer (half the check's CPU).
 _tokens = ApiToken.__table__
-ACTIVE_BY_LOOKUP = DriverStatement(
-    select(_tokens.c.name, _tokens.c.secret_hash).where(
-        _tokens.c.lookup == bindparam("lookup"), _tokens.c.revoked_at.is_(None)
-    )
+ACTIVE_BY_LOOKUP = select(_tokens.c.name, _tokens.c.secret_hash).where(
+    _tokens.c.lookup == bindparam("lookup"), _tokens.c.revoked_at.is_(None)
 )
 
 
@@ -69,11 +65,10 @@ def token_name(token: str) -> str | None:
     if match is None:  # checked first: the database never sees arbitrary client text
         return None
     lookup, secret = match.groups()
-    row = ACTIVE_BY_LOOKUP.run(bookkeeping_engine(), {"lookup": lookup})
-    if row is None:
+    row = db.session.connection().execute(ACTIVE_BY_LOOKUP, {"lookup": lookup}).first()
+    if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
         return None
-    name, secret_hash = row
-    return name if hmac.compare_digest(secret_hash, _hash(secret)) else None
+    return row.name
 
 
 def revoke_token(name: str) -> None:
