@@ -11,13 +11,13 @@ from redis.commands.core import Script
 
 # Celery reads a task's result before storing another, so a late duplicate delivery cannot
 # overwrite SUCCESS; here that check and the store (SET, PUBLISH) are one script, atomic.
+# The check reads only the stored JSON's first bytes, whatever the result's size: Celery's
+# result metadata starts with its status (tests/test_result_backend.py holds it to that).
+SUCCEEDED_PREFIX = '{"status": "SUCCESS"'
 STORE_UNLESS_SUCCEEDED = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  local decoded, meta = pcall(cjson.decode, current)
-  if decoded and type(meta) == 'table' and meta['status'] == 'SUCCESS' then
-    return 0
-  end
+local current = redis.call('GETRANGE', KEYS[1], 0, #ARGV[3] - 1)
+if current == ARGV[3] then
+  return 0
 end
 local expires = tonumber(ARGV[2])
 if expires > 0 then
@@ -74,7 +74,8 @@ class PublishOnlyRedisBackend(RedisBackend):
             raise BackendStoreError(
                 "value too large for Redis backend", state=state, task_id=task_id
             )
-        expires = self.failure_expires if state == states.FAILURE else None
+        expires = self.failure_expires if state == states.FAILURE else self.expires
         key = bytes_to_str(self.get_key_for_task(task_id))
-        self.ensure(self._store_unless_succeeded, ([key], [value, expires or self.expires or 0]))
+        arguments = [value, expires or 0, SUCCEEDED_PREFIX]  # 0: kept for good, as in Celery
+        self.ensure(self._store_unless_succeeded, ([key], arguments))
         return result

@@ -189,7 +189,7 @@ class BaseConfig:
         # how old such a record must be (a publish in progress is not yet stranded).
         self.OUTBOX_SWEEP_SECONDS = env_number("OUTBOX_SWEEP_SECONDS", 5.0)
         self.OUTBOX_GRACE_SECONDS = env_number("OUTBOX_GRACE_SECONDS", 10.0)
-        # Name, arguments and worker of a task are in its record: Redis keeps state and result.
+        # A task's name and arguments are in its record: Redis keeps its state and result.
         self.CELERY_RESULT_EXTENDED = False
         self.CELERY_RESULT_EXPIRES = env_number("CELERY_RESULT_EXPIRES", 7 * 24 * 3600)
         self.CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -134,15 +134,22 @@ class DriverStatement:
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        self._by_dialect: dict[str, _DriverSQL] = {}
+        self._by_dialect: dict[tuple[str, str], _DriverSQL] = {}
 
     def _for(self, dialect: Dialect) -> _DriverSQL:
-        driver_sql = self._by_dialect.get(dialect.name)
+        key = (dialect.name, dialect.driver)
+        driver_sql = self._by_dialect.get(key)
         if driver_sql is None:
             compiled = self.statement.compile(dialect=dialect)
+            if compiled.post_compile_params:  # e.g. IN with a list: SQLAlchemy would expand it
+                raise ValueError(f"not runnable as driver SQL: {compiled.string}")
             binds = {name: bind for bind, name in compiled.bind_names.items()}
-            processors = {name: bind.type.bind_processor(dialect) for name, bind in binds.items()}
-            driver_sql = self._by_dialect[dialect.name] = _DriverSQL(
+            # The dialect's own types: SQLite stores datetimes as text in SQLAlchemy's format.
+            processors = {
+                name: dialect.type_descriptor(bind.type).bind_processor(dialect)
+                for name, bind in binds.items()
+            }
+            driver_sql = self._by_dialect[key] = _DriverSQL(
                 sql=compiled.string,
                 constants={n: b.effective_value for n, b in binds.items() if not b.required},
                 processors={name: process for name, process in processors.items() if process},
@@ -170,8 +177,8 @@ class DriverStatement:
             gone = connection is not None and dialect.is_disconnect(
                 error, connection.dbapi_connection, None
             )
-            if gone:
-                connection.invalidate(error)
+            if gone:  # as Core does: this connection, and any older ones at their checkout
+                engine.pool._invalidate(connection, error)
             raise DBAPIError.instance(
                 driver_sql.sql,
                 parameters,

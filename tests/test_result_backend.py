@@ -6,6 +6,7 @@ import redis
 from flask import Flask
 
 from harness.processes import wait_for
+from project.celery_backend import SUCCEEDED_PREFIX
 
 
 def test_a_result_is_stored_with_its_expiry_and_announced(app: Flask, redis_url: str) -> None:
@@ -19,8 +20,10 @@ def test_a_result_is_stored_with_its_expiry_and_announced(app: Flask, redis_url:
 
     meta = backend.get_task_meta(task_id)
     assert (meta["status"], meta["result"], meta["task_id"]) == ("SUCCESS", 0.5, task_id)
-    ttl = redis.Redis.from_url(redis_url).ttl(key)
-    assert 0 < ttl <= app.config["CELERY_RESULT_EXPIRES"]
+    store = redis.Redis.from_url(redis_url)
+    assert 0 < store.ttl(key) <= app.config["CELERY_RESULT_EXPIRES"]
+    # What the script's SUCCESS check reads: the stored JSON starts with the status.
+    assert store.get(key).startswith(SUCCEEDED_PREFIX.encode())
     announced = wait_for(lambda: listener.get_message(timeout=0.1), 5, "the result's announcement")
     assert b'"SUCCESS"' in announced["data"]
     listener.close()

@@ -1,0 +1,95 @@
+"""Driver SQL (DriverStatement) writes what Core writes, on PostgreSQL and on SQLite."""
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import bindparam, create_engine, insert, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from project.config import normalize_database_url
+from project.database import DriverStatement, make_bookkeeping_engine
+from project.tasks.lifecycle import CLAIM, OUTCOMES, STATE
+from project.tasks.models import TaskRecord
+from tests.support import Databases
+
+records = TaskRecord.__table__
+NOW = datetime(2026, 12, 6, 7, 30, 15, 123456, tzinfo=UTC)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def engine(
+    request: pytest.FixtureRequest, databases: Databases, tmp_path: Path
+) -> Iterator[Engine]:
+    """A bookkeeping engine, as the app makes it, on a fresh database with the records table."""
+    url = databases.create() if request.param == "postgresql" else f"sqlite:///{tmp_path}/x.db"
+    main = create_engine(normalize_database_url(url))
+    records.create(main)
+    bookkeeping = make_bookkeeping_engine(main)
+    yield bookkeeping
+    bookkeeping.dispose()
+    main.dispose()
+
+
+def queued(engine: Engine) -> str:
+    """Insert a queued task's record through Core, created at NOW; return its id."""
+    task_id = str(uuid.uuid4())
+    with engine.begin() as connection:
+        connection.execute(
+            insert(records).values(id=task_id, name="divide", args=[1, 2], created_at=NOW)
+        )
+    return task_id
+
+
+def test_claims_and_outcomes_are_stored_as_core_stores_them(engine: Engine) -> None:
+    done, failed = queued(engine), queued(engine)
+
+    assert CLAIM.run(engine, {"task_id": done, "now": NOW}) == (1,)
+    assert CLAIM.run(engine, {"task_id": done, "now": NOW}) == (2,)  # a redelivery counts
+    OUTCOMES["SUCCESS"].run(engine, {"task_id": done, "now": NOW, "result": {"x": [1, 2]}})
+    OUTCOMES["FAILURE"].run(
+        engine, {"task_id": failed, "now": NOW, "error": {"type": "E", "message": "m"}}
+    )
+
+    with engine.connect() as connection:
+        row = connection.execute(select(records).where(records.c.id == done)).one()
+        other = connection.execute(select(records).where(records.c.id == failed)).one()
+        # The very text (SQLite) or value (PostgreSQL) Core wrote for the same datetime.
+        stored = connection.exec_driver_sql(
+            "SELECT created_at, started_at, finished_at FROM task_records WHERE id = "
+            + ("%(id)s" if engine.dialect.paramstyle == "pyformat" else ":id"),
+            {"id": done},
+        ).one()
+    assert (row.state, row.deliveries, row.result, row.error) == ("SUCCESS", 2, {"x": [1, 2]}, None)
+    assert (other.state, other.error, other.result) == (
+        "FAILURE",
+        {"type": "E", "message": "m"},
+        None,
+    )
+    assert stored.started_at == stored.created_at and stored.finished_at == stored.created_at
+    assert row.finished_at.replace(tzinfo=UTC) == NOW
+    assert STATE.run(engine, {"task_id": done}) == ("SUCCESS",)
+    assert STATE.run(engine, {"task_id": "no such task"}) is None
+    # A finished task is not claimed again (its duplicate delivery is refused).
+    assert CLAIM.run(engine, {"task_id": done, "now": NOW}) is None
+
+
+def test_errors_come_out_as_sqlalchemy_errors(databases: Databases) -> None:
+    unreachable = create_engine("postgresql+psycopg2://postgres@127.0.0.1:1/nothing")
+    with pytest.raises(OperationalError):  # what the worker's retry catches
+        STATE.run(unreachable, {"task_id": "x"})
+    unreachable.dispose()
+
+
+def test_a_statement_sqlalchemy_would_expand_is_refused(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}/x.db")
+    records.create(engine)
+    expanding = DriverStatement(
+        select(records.c.id).where(records.c.id.in_(bindparam("ids", expanding=True)))
+    )
+    with pytest.raises(ValueError, match="not runnable as driver SQL"):
+        expanding.run(engine, {"ids": ["a"]})
+    engine.dispose()
