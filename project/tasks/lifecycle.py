@@ -73,8 +73,7 @@ def begin_delivery(task: Task) -> None:
     (queued around this service) just run.
     """
     task_id = task.request.id
-    engine = bookkeeping_engine()
-    claimed = CLAIM.run(engine, {"task_id": task_id, "now": utc_now()})
+    claimed = CLAIM.run(bookkeeping_engine(), {"task_id": task_id, "now": utc_now()})
     deliveries = claimed[0] if claimed else None
     if deliveries is None:
         state = record_state(task_id)
