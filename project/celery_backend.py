@@ -31,12 +31,13 @@ return 1
 
 
 class PublishOnlyRedisBackend(RedisBackend):
-    """Subscribe to a task's result channel only when a caller waits on it.
+    """Celery's Redis backend, subscribing only for a caller that waits, storing in one call.
 
-    Celery's Redis backend subscribes on every publish, in case `.get()` follows. A web
-    process never waits, so each publish cost a subscription, and a Redis outage left
-    the subscriber broken ("the Celery application must be restarted") until the
-    process restarted. `AsyncResult.get()` still subscribes when it is called.
+    Celery's Redis backend subscribes to a task's result channel on every publish, in case
+    `.get()` follows. A web process never waits, so each publish cost a subscription, and
+    a Redis outage left the subscriber broken ("the Celery application must be restarted")
+    until the process restarted. `AsyncResult.get()` still subscribes when it is called.
+    Storing a result is one script (STORE_UNLESS_SUCCEEDED) instead of a GET and a SET.
     """
 
     def on_task_call(self, producer: object, task_id: str) -> None:
