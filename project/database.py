@@ -116,6 +116,7 @@ class _DriverSQL:
     positions: tuple[str, ...] | None  # the parameters' order, for positional drivers (SQLite)
 
     def parameters(self, values: dict[str, Any]) -> dict[str, Any] | list[Any]:
+        """The values as the driver takes them: constants added, processed, ordered."""
         named = {**self.constants, **values}
         for name, process in self.processors.items():
             named[name] = process(named[name])

@@ -131,12 +131,17 @@ def worker(migrated: dict[str, str], log_dir: Path) -> Iterator[Process]:
 
 
 def empty_tables(flask_app: Flask) -> None:
-    """Empty the tables a test may have filled, and close the app's database connections."""
+    """Empty the tables a test may have filled."""
     with flask_app.app_context():
         db.session.execute(
             text("TRUNCATE users, task_records, idempotent_replies, api_tokens RESTART IDENTITY")
         )
         db.session.commit()
+
+
+def close_connections(flask_app: Flask) -> None:
+    """Close the app's database connections, so no test leaves any open."""
+    with flask_app.app_context():
         for engine in all_engines(flask_app):
             engine.dispose()
 
@@ -147,6 +152,7 @@ def app(migrated: dict[str, str]) -> Iterator[Flask]:
     flask_app = create_app("testing")
     yield flask_app
     empty_tables(flask_app)
+    close_connections(flask_app)
 
 
 @pytest.fixture
@@ -172,9 +178,7 @@ def app_with(
     if ours:
         empty_tables(ours[0])
     for flask_app in built:
-        with flask_app.app_context():
-            for engine in all_engines(flask_app):
-                engine.dispose()
+        close_connections(flask_app)
 
 
 @pytest.fixture

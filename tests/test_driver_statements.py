@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import bindparam, create_engine, insert, select
+from sqlalchemy import bindparam, create_engine, insert, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -58,9 +58,8 @@ def test_claims_and_outcomes_are_stored_as_core_stores_them(engine: Engine) -> N
         row = connection.execute(select(records).where(records.c.id == done)).one()
         other = connection.execute(select(records).where(records.c.id == failed)).one()
         # The very text (SQLite) or value (PostgreSQL) Core wrote for the same datetime.
-        stored = connection.exec_driver_sql(
-            "SELECT created_at, started_at, finished_at FROM task_records WHERE id = "
-            + ("%(id)s" if engine.dialect.paramstyle == "pyformat" else ":id"),
+        stored = connection.execute(
+            text("SELECT created_at, started_at, finished_at FROM task_records WHERE id = :id"),
             {"id": done},
         ).one()
     assert (row.state, row.deliveries, row.result, row.error) == ("SUCCESS", 2, {"x": [1, 2]}, None)
@@ -77,7 +76,7 @@ def test_claims_and_outcomes_are_stored_as_core_stores_them(engine: Engine) -> N
     assert CLAIM.run(engine, {"task_id": done, "now": NOW}) is None
 
 
-def test_errors_come_out_as_sqlalchemy_errors(databases: Databases) -> None:
+def test_errors_come_out_as_sqlalchemy_errors() -> None:
     unreachable = create_engine("postgresql+psycopg2://postgres@127.0.0.1:1/nothing")
     with pytest.raises(OperationalError):  # what the worker's retry catches
         STATE.run(unreachable, {"task_id": "x"})
