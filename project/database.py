@@ -1,7 +1,10 @@
 """Database engines and sessions: connection health checks, the bookkeeping engine."""
 
 import logging
+import os
 import select
+import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -84,9 +87,12 @@ def make_bookkeeping_engine(engine: Engine) -> Engine:
     )
 
 
-def bookkeeping_engine() -> Engine:
-    """Return the current app's engine for task-record bookkeeping (see make_bookkeeping_engine)."""
-    return current_app.extensions[BOOKKEEPING]
+def bookkeeping_engine(app: Flask | None = None) -> Engine:
+    """Return the app's (by default the current app's) engine for task-record bookkeeping.
+
+    See make_bookkeeping_engine.
+    """
+    return (app or current_app).extensions[BOOKKEEPING]
 
 
 def all_engines(app: Flask) -> set[Engine]:
@@ -163,9 +169,10 @@ class DriverStatement:
         dialect = engine.dialect
         driver_sql = self._for(dialect)
         parameters = driver_sql.parameters(values)
+        connections = driver_connections(engine)
         connection = None
         try:
-            connection = engine.raw_connection()
+            connection = connections.connection(engine)
             cursor = connection.cursor()
             try:
                 cursor.execute(driver_sql.sql, parameters)
@@ -173,13 +180,12 @@ class DriverStatement:
             finally:
                 cursor.close()
             connection.commit()  # autocommit on PostgreSQL already; SQLite needs it
+            connections.release(connection)
             return row
         except dialect.loaded_dbapi.Error as error:
-            gone = connection is not None and dialect.is_disconnect(
-                error, connection.dbapi_connection, None
-            )
-            if gone:  # as Core does: this connection, and any older ones at their checkout
-                engine.pool._invalidate(connection, error)
+            gone = connection is not None and dialect.is_disconnect(error, connection, None)
+            if connection is not None:
+                connections.discard(connection, error, gone)
             raise DBAPIError.instance(
                 driver_sql.sql,
                 parameters,
@@ -188,6 +194,106 @@ class DriverStatement:
                 connection_invalidated=gone,
                 dialect=dialect,
             ) from error
-        finally:
-            if connection is not None:
-                connection.close()
+
+
+class PooledConnections:
+    """Driver connections checked out of the engine's pool for each statement (SQLite)."""
+
+    def connection(self, engine: Engine) -> Any:
+        """A pooled connection (SQLAlchemy's proxy, which the driver's calls pass through)."""
+        return engine.raw_connection()
+
+    def release(self, connection: Any) -> None:
+        """Return the connection to its pool."""
+        connection.close()
+
+    def discard(self, connection: Any, error: Exception, gone: bool) -> None:
+        """Return the connection after an error; one the server closed is thrown away."""
+        if gone:
+            connection.invalidate(error)
+        connection.close()
+
+
+class HeldConnections:
+    """One driver connection per thread for an engine's DriverStatements, kept open between them.
+
+    Checking a connection out of the pool and back in cost as much CPU as the statement
+    on it (half of DriverStatement.run's samples in a worker, profiled). These connections
+    are detached from the pool, so they never count against its size; one that the server
+    closed while it sat idle is replaced before use, as the pool's checkout would
+    (`server_spoke`); a forked child leaves its parent's alone; `engine.dispose()` closes them.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.by_thread: dict[int, Any] = {}
+        self.inherited: list[dict[int, Any]] = []  # a parent's: never used, never closed
+
+    def connection(self, engine: Engine) -> Any:
+        """This thread's driver connection to the engine's database, opened if need be."""
+        self._leave_inherited()
+        connection = self.by_thread.get(threading.get_ident())
+        if connection is not None and server_spoke(connection):
+            self.discard(connection)  # closed by the server, or a notice: start afresh
+            connection = None
+        if connection is None:
+            pooled = engine.raw_connection()
+            pooled.detach()
+            connection = self.by_thread[threading.get_ident()] = pooled.dbapi_connection
+        return connection
+
+    def release(self, connection: Any) -> None:
+        """Keep the connection for this thread's next statement."""
+
+    def discard(self, connection: Any, error: Exception | None = None, gone: bool = True) -> None:
+        """Close this thread's connection after an error: the next statement opens another."""
+        self.by_thread.pop(threading.get_ident(), None)
+        close_quietly(connection)
+
+    def close_all(self, *_: Any) -> None:
+        """Close every thread's connection: the engine was disposed."""
+        self._leave_inherited()
+        for connection in self.by_thread.values():
+            close_quietly(connection)
+        self.by_thread = {}
+
+    def _leave_inherited(self) -> None:
+        """In a forked child, set the parent's connections aside, referenced but unused.
+
+        The parent still uses those sockets: closing them here, or letting them be
+        garbage-collected (which closes them too), would end its sessions.
+        """
+        if self.pid != os.getpid():
+            self.inherited.append(self.by_thread)
+            self.pid, self.by_thread = os.getpid(), {}
+
+
+def close_quietly(connection: Any) -> None:
+    """Close a driver connection that may already be broken; errors are of no interest."""
+    try:
+        connection.close()
+    except Exception:  # noqa: BLE001 - a broken connection is being thrown away
+        log.debug("closing a driver connection failed", exc_info=True)
+
+
+_held_by_engine: "weakref.WeakKeyDictionary[Engine, HeldConnections]" = weakref.WeakKeyDictionary()
+_held_lock = threading.Lock()
+_pooled = PooledConnections()
+
+
+def driver_connections(engine: Engine) -> HeldConnections | PooledConnections:
+    """Where DriverStatements on this engine get connections: held ones on PostgreSQL.
+
+    SQLite gains little, and an in-memory SQLite database lives in its pool's one
+    connection, which must stay there.
+    """
+    if engine.dialect.name != "postgresql":
+        return _pooled
+    held = _held_by_engine.get(engine)
+    if held is None:
+        with _held_lock:
+            held = _held_by_engine.get(engine)
+            if held is None:
+                held = _held_by_engine[engine] = HeldConnections()
+                event.listen(engine, "engine_disposed", held.close_all)
+    return held

@@ -1,12 +1,14 @@
 """Driver SQL (DriverStatement) writes what Core writes, on PostgreSQL and on SQLite."""
 
+import os
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import bindparam, create_engine, insert, select, text
+from sqlalchemy import bindparam, create_engine, func, insert, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -92,3 +94,73 @@ def test_a_statement_sqlalchemy_would_expand_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not runnable as driver SQL"):
         expanding.run(engine, {"ids": ["a"]})
     engine.dispose()
+
+
+BACKEND_PID = DriverStatement(select(func.pg_backend_pid()))
+
+
+@pytest.fixture
+def postgres_engine(databases: Databases) -> Iterator[Engine]:
+    """A bookkeeping engine on a fresh PostgreSQL database."""
+    main = create_engine(normalize_database_url(databases.create()))
+    bookkeeping = make_bookkeeping_engine(main)
+    yield bookkeeping
+    bookkeeping.dispose()
+    main.dispose()
+
+
+def backend_pid(engine: Engine) -> int:
+    """The server process of this thread's held connection."""
+    return BACKEND_PID.run(engine, {})[0]
+
+
+def test_postgres_connections_are_held_outside_the_pool(postgres_engine: Engine) -> None:
+    first = backend_pid(postgres_engine)
+    assert backend_pid(postgres_engine) == first  # the same connection, kept open
+    assert postgres_engine.pool.checkedout() == 0  # never counted against the pool's size
+
+
+def test_a_connection_the_server_closed_is_replaced_before_use(postgres_engine: Engine) -> None:
+    first = backend_pid(postgres_engine)
+    with postgres_engine.connect() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+    wait_until_gone(postgres_engine, first)
+    assert backend_pid(postgres_engine) != first  # no error: replaced before use
+
+
+def _alive(engine: Engine, pid: int) -> bool:
+    with engine.connect() as connection:
+        query = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+        return connection.execute(query, {"pid": pid}).scalar() == 1
+
+
+def wait_until_gone(engine: Engine, pid: int) -> None:
+    """Wait (up to 5 s) until the server process `pid` has ended its session."""
+    deadline = time.monotonic() + 5
+    while _alive(engine, pid):
+        assert time.monotonic() < deadline, f"server process {pid} still has its session"
+        time.sleep(0.02)
+
+
+def test_a_forked_child_leaves_its_parents_connection_alone(postgres_engine: Engine) -> None:
+    parent = backend_pid(postgres_engine)
+    child = os.fork()
+    if child == 0:  # the child: its own connection; dispose as forking.py does, then exit
+        try:
+            postgres_engine.dispose(close=False)
+            code = 0 if backend_pid(postgres_engine) != parent else 1
+            postgres_engine.dispose()
+        except BaseException:  # noqa: BLE001 - any failure is the exit code's to report
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # Had the child closed the inherited socket, the server would have ended this session.
+    assert _alive(postgres_engine, parent)
+    assert backend_pid(postgres_engine) == parent
+
+
+def test_dispose_closes_the_held_connections(postgres_engine: Engine) -> None:
+    held = backend_pid(postgres_engine)
+    postgres_engine.dispose()
+    wait_until_gone(postgres_engine, held)

@@ -8,6 +8,7 @@ from celery import current_task as current_celery_task
 from celery.exceptions import Ignore
 from flask import current_app
 from sqlalchemy import bindparam, literal, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from project.database import DriverStatement, bookkeeping_engine
@@ -97,7 +98,7 @@ def error_view(error: BaseException) -> dict[str, str]:
     return {"type": type(error).__name__, "message": str(error)}
 
 
-def end_delivery(task_id: str, state: str, retval: Any) -> None:
+def end_delivery(engine: Engine, task_id: str, state: str, retval: Any) -> None:
     """Write how this delivery ended into the record: outcome, or RETRY."""
     statement = OUTCOMES.get(state)
     if statement is None:
@@ -109,7 +110,7 @@ def end_delivery(task_id: str, state: str, retval: Any) -> None:
         values["error"] = error_view(retval)
     for attempt in range(OUTCOME_WRITE_ATTEMPTS):
         try:
-            statement.run(bookkeeping_engine(), values)
+            statement.run(engine, values)
             return
         except OperationalError:  # the database restarts: wait for it, the outcome must last
             if attempt == OUTCOME_WRITE_ATTEMPTS - 1:
