@@ -222,12 +222,12 @@ class HeldConnections:
     are detached from the pool, so they never count against its size; one that the server
     closed while it sat idle is replaced before use, as the pool's checkout would
     (`server_spoke`); a forked child leaves its parent's alone; `engine.dispose()` closes them.
+    A thread that ends leaves its connection to the next thread given its id.
     """
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.by_thread: dict[int, Any] = {}
-        self.inherited: list[dict[int, Any]] = []  # a parent's: never used, never closed
 
     def connection(self, engine: Engine) -> Any:
         """This thread's driver connection to the engine's database, opened if need be."""
@@ -264,7 +264,7 @@ class HeldConnections:
         garbage-collected (which closes them too), would end its sessions.
         """
         if self.pid != os.getpid():
-            self.inherited.append(self.by_thread)
+            _inherited.append(self.by_thread)
             self.pid, self.by_thread = os.getpid(), {}
 
 
@@ -279,6 +279,9 @@ def close_quietly(connection: Any) -> None:
 _held_by_engine: "weakref.WeakKeyDictionary[Engine, HeldConnections]" = weakref.WeakKeyDictionary()
 _held_lock = threading.Lock()
 _pooled = PooledConnections()
+# A forked child's inherited connections: referenced for the life of the process (even
+# past their engine's), never used, never closed.
+_inherited: list[dict[int, Any]] = []
 
 
 def driver_connections(engine: Engine) -> HeldConnections | PooledConnections:
