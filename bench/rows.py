@@ -119,6 +119,7 @@ def round_trip(stack: BenchStack) -> list[dict]:
     from bench.bare_celery import divide as bare_divide
 
     worker = stack.worker()
+    bare_worker = stack.worker("bench.bare_celery.celery")  # its own queue: both run at once
     server, base_url = stack.gunicorn()
     parts = urlsplit(base_url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
@@ -130,24 +131,27 @@ def round_trip(stack: BenchStack) -> list[dict]:
         connection.request(method, path, payload, headers)
         return json.loads(connection.getresponse().read())
 
-    product: list[float] = []
-    for i in range(WARM_UP // 2 + ROUND_TRIPS):
+    def product_trip(i: int) -> float:
         started = time.perf_counter()
         task = call("POST", "/tasks/divide", {"x": i, "y": 1})
         while task["state"] not in ("SUCCESS", "FAILURE"):
             task = call("GET", f"{task['url']}?wait=5")  # the page's long poll
-        product.append((time.perf_counter() - started) * 1000)
-    connection.close()
-    stack.stop(server)
-    stack.stop(worker)
+        return (time.perf_counter() - started) * 1000
 
-    bare_worker = stack.worker("bench.bare_celery.celery")
-    bare: list[float] = []
-    for i in range(WARM_UP // 2 + ROUND_TRIPS):
+    def bare_trip(i: int) -> float:
         started = time.perf_counter()
         bare_divide.delay(i, 1).get(timeout=30)
-        bare.append((time.perf_counter() - started) * 1000)
-    stack.stop(bare_worker)
+        return (time.perf_counter() - started) * 1000
+
+    # Alternating trips: a slow minute on a shared machine slows both sides alike.
+    product: list[float] = []
+    bare: list[float] = []
+    for i in range(WARM_UP // 2 + ROUND_TRIPS):
+        product.append(product_trip(i))
+        bare.append(bare_trip(i))
+    connection.close()
+    for process in (server, worker, bare_worker):
+        stack.stop(process)
     product, bare = product[WARM_UP // 2 :], bare[WARM_UP // 2 :]
     return [
         row("task round trip p50 (POST, then GET ?wait)", percentile(product, 0.5),
