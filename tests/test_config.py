@@ -50,6 +50,15 @@ def test_defaults_are_sqlite_at_repo_root_and_local_redis(monkeypatch: pytest.Mo
     assert settings.DIVIDE_DELAY_SECONDS == 5
 
 
+def test_redis_brokers_use_the_project_transport_and_tls_ones_kombus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://redis:6379/0")
+    assert load_config().CELERY_BROKER_TRANSPORT == "project.celery_broker:Transport"
+    monkeypatch.setenv("CELERY_BROKER_URL", "rediss://redis:6380/0")
+    assert not hasattr(load_config(), "CELERY_BROKER_TRANSPORT")  # kombu's: TLS by the scheme
+
+
 def test_settings_are_read_when_create_app_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIVIDE_DELAY_SECONDS", "0.25")
     assert create_app("testing").config["DIVIDE_DELAY_SECONDS"] == 0.25
