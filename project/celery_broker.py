@@ -23,12 +23,13 @@ class Channel(kombu_redis.Channel):
         if asynchronous:
             return super()._create_client(asynchronous=True)
         client = self._sync_client
-        if client is None or client.connection_pool is not self.pool:  # a new pool: reconnected
+        # kombu replaces the pool when the channel closes or the process forks.
+        if client is None or client.connection_pool is not self.pool:
             client = self._sync_client = super()._create_client()
         return client
 
 
 class Transport(kombu_redis.Transport):
-    """kombu's Redis transport with that channel (CELERY_BROKER_TRANSPORT, for `redis://`)."""
+    """kombu's Redis transport with that channel; `make_celery` picks it for `redis://`."""
 
     Channel = Channel

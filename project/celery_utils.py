@@ -14,12 +14,14 @@ from celery import current_app as current_celery_app
 from celery.exceptions import Ignore
 from celery.utils.time import get_exponential_backoff_interval
 from flask import Flask, has_app_context
+from flask import current_app as current_flask_app
 from flask_celeryext import AppContextTask
 from sqlalchemy.exc import OperationalError
 
 from project.features import feature_packages
 
 NAMESPACE = "CELERY_"
+BROKER_TRANSPORT = "project.celery_broker:Transport"
 logger = logging.getLogger(__name__)
 
 
@@ -64,8 +66,11 @@ class FlaskTask(AppContextTask):
         from project.tasks.lifecycle import end_delivery
 
         # The engine is all it needs: no second app context per task (its push and pop,
-        # with their teardown, cost about 1.5 % of a task's CPU, profiled).
-        end_delivery(bookkeeping_engine(self.app.flask_app), task_id, status, retval)
+        # with their teardown, cost about 1.5 % of a task's CPU, profiled). The same app
+        # as the claim's, which ran in the current context if there was one.
+        flask_app = current_flask_app._get_current_object() if has_app_context() else None
+        engine = bookkeeping_engine(flask_app or self.app.flask_app)
+        end_delivery(engine, task_id, status, retval)
 
     def _app_context(self) -> AbstractContextManager:
         """The Flask app context to run in: the current one, else a new one."""
@@ -97,6 +102,10 @@ def make_celery(app: Flask) -> Celery:
 
     celery = Celery(app.import_name, task_cls=FlaskTask)
     celery.config_from_object(celery_settings(app.config))
+    if not celery.conf.broker_transport and str(celery.conf.broker_url).startswith("redis://"):
+        # One Redis client per channel, not one per publish and acknowledgement. Not for
+        # rediss://: kombu turns TLS on from its own transport's name.
+        celery.conf.broker_transport = BROKER_TRANSPORT
     celery.flask_app = app
     celery.autodiscover_tasks(list(feature_packages()))
     celery.steps["worker"].add(OutboxSweeper)

@@ -150,10 +150,6 @@ class BaseConfig:
             )
         # An empty variable (as an .env file copied from .env.example has) means the default.
         self.CELERY_BROKER_URL = env_or_file("CELERY_BROKER_URL") or DEFAULT_REDIS_URL
-        # One Redis client per channel, not one per publish and acknowledgement
-        # (project/celery_broker.py). rediss:// keeps kombu's, which turns TLS on by the name.
-        if self.CELERY_BROKER_URL.startswith("redis://"):
-            self.CELERY_BROKER_TRANSPORT = "project.celery_broker:Transport"
         self.CELERY_RESULT_BACKEND = env_or_file("CELERY_RESULT_BACKEND") or DEFAULT_REDIS_URL
         backend = "project.celery_backend:PublishOnlyRedisBackend"
         self.CELERY_OVERRIDE_BACKENDS = {"redis": backend, "rediss": backend}

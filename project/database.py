@@ -130,13 +130,14 @@ class _DriverSQL:
 
 
 class DriverStatement:
-    """A Core statement compiled once per dialect, then run on a pooled driver connection.
+    """A Core statement compiled once per dialect, then run straight on a driver connection.
 
     For the bookkeeping writes that run for every task: Core's `execute()` spent as much
     CPU again as the statement's own round trip (185 µs against 93 µs for the worker's
     claim, measured), building a cache key, an execution context and a result object for
     a statement that never changes. Errors come out as SQLAlchemy's (`OperationalError`
-    and the rest), and a connection the server closed is discarded, as with Core.
+    and the rest), and a connection the server closed is discarded, as with Core. Where
+    the connection comes from: `driver_connections`.
     """
 
     def __init__(self, statement: Executable) -> None:
@@ -194,6 +195,10 @@ class DriverStatement:
                 connection_invalidated=gone,
                 dialect=dialect,
             ) from error
+        except BaseException:  # a time limit, an interrupt: the connection's state is unknown
+            if connection is not None:
+                connections.discard(connection, None, gone=True)
+            raise
 
 
 class PooledConnections:
@@ -207,8 +212,8 @@ class PooledConnections:
         """Return the connection to its pool."""
         connection.close()
 
-    def discard(self, connection: Any, error: Exception, gone: bool) -> None:
-        """Return the connection after an error; one the server closed is thrown away."""
+    def discard(self, connection: Any, error: BaseException | None, gone: bool) -> None:
+        """Return the connection after a failure; one that may be broken is thrown away."""
         if gone:
             connection.invalidate(error)
         connection.close()
@@ -219,53 +224,59 @@ class HeldConnections:
 
     Checking a connection out of the pool and back in cost as much CPU as the statement
     on it (half of DriverStatement.run's samples in a worker, profiled). These connections
-    are detached from the pool, so they never count against its size; one that the server
-    closed while it sat idle is replaced before use, as the pool's checkout would
-    (`server_spoke`); a forked child leaves its parent's alone; `engine.dispose()` closes them.
-    A thread that ends leaves its connection to the next thread given its id.
+    are detached from the pool: each is one more server connection per thread that runs
+    DriverStatements (a pool process, a gunicorn thread), closed when its thread ends or
+    the engine is disposed. One the server closed while it sat idle is replaced before
+    use, as the pool's checkout would (`server_spoke`); a forked child opens its own.
     """
 
     def __init__(self) -> None:
+        self.lock = threading.Lock()  # guards `opened` between threads
+        self._start_afresh()
+
+    def _start_afresh(self) -> None:
         self.pid = os.getpid()
-        self.by_thread: dict[int, Any] = {}
+        self.local = threading.local()  # a thread that ends drops, and so closes, its own
+        self.opened: weakref.WeakSet[Any] = weakref.WeakSet()  # every thread's, to dispose
 
     def connection(self, engine: Engine) -> Any:
         """This thread's driver connection to the engine's database, opened if need be."""
-        self._leave_inherited()
-        connection = self.by_thread.get(threading.get_ident())
-        if connection is not None and server_spoke(connection):
-            self.discard(connection)  # closed by the server, or a notice: start afresh
+        if self.pid != os.getpid():
+            # Forked: the parent's connections are its own (psycopg2 does not close a
+            # connection a child drops), so the child must neither use nor close them.
+            self._start_afresh()
+        connection = getattr(self.local, "connection", None)
+        if connection is not None and (connection.closed or server_spoke(connection)):
+            self.discard(connection, None, gone=True)  # the server closed it, or spoke
             connection = None
         if connection is None:
             pooled = engine.raw_connection()
             pooled.detach()
-            connection = self.by_thread[threading.get_ident()] = pooled.dbapi_connection
+            connection = self.local.connection = pooled.dbapi_connection
+            with self.lock:
+                self.opened.add(connection)
         return connection
 
     def release(self, connection: Any) -> None:
         """Keep the connection for this thread's next statement."""
 
-    def discard(self, connection: Any, error: Exception | None = None, gone: bool = True) -> None:
-        """Close this thread's connection after an error: the next statement opens another."""
-        self.by_thread.pop(threading.get_ident(), None)
-        close_quietly(connection)
+    def discard(self, connection: Any, error: BaseException | None, gone: bool) -> None:
+        """After a failure: close the connection if it may be broken, else keep it.
+
+        Autocommit leaves no transaction behind a failed statement, so a connection that
+        is still up serves the next one.
+        """
+        if gone:
+            self.local.connection = None
+            close_quietly(connection)
 
     def close_all(self, *_: Any) -> None:
-        """Close every thread's connection: the engine was disposed."""
-        self._leave_inherited()
-        for connection in self.by_thread.values():
+        """Close every thread's connection: the engine was disposed (in this process)."""
+        with self.lock:
+            opened = list(self.opened) if self.pid == os.getpid() else []
+            self._start_afresh()
+        for connection in opened:
             close_quietly(connection)
-        self.by_thread = {}
-
-    def _leave_inherited(self) -> None:
-        """In a forked child, set the parent's connections aside, referenced but unused.
-
-        The parent still uses those sockets: closing them here, or letting them be
-        garbage-collected (which closes them too), would end its sessions.
-        """
-        if self.pid != os.getpid():
-            _inherited.append(self.by_thread)
-            self.pid, self.by_thread = os.getpid(), {}
 
 
 def close_quietly(connection: Any) -> None:
@@ -279,9 +290,6 @@ def close_quietly(connection: Any) -> None:
 _held_by_engine: "weakref.WeakKeyDictionary[Engine, HeldConnections]" = weakref.WeakKeyDictionary()
 _held_lock = threading.Lock()
 _pooled = PooledConnections()
-# A forked child's inherited connections: referenced for the life of the process (even
-# past their engine's), never used, never closed.
-_inherited: list[dict[int, Any]] = []
 
 
 def driver_connections(engine: Engine) -> HeldConnections | PooledConnections:

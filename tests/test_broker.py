@@ -15,7 +15,7 @@ def test_a_channel_reuses_one_client_until_its_pool_changes(app: Flask) -> None:
         with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
             assert first is second  # kombu's own builds a client per call
             assert first.ping()
-        channel._disconnect_pools()  # what kombu does when it reconnects
+        channel._disconnect_pools()  # what kombu does when the channel closes or forks
         with channel.conn_or_acquire() as after:
             assert after is not first and after.connection_pool is channel.pool
             assert after.ping()

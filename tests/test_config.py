@@ -54,9 +54,11 @@ def test_redis_brokers_use_the_project_transport_and_tls_ones_kombus(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://redis:6379/0")
-    assert load_config().CELERY_BROKER_TRANSPORT == "project.celery_broker:Transport"
+    conf = create_app("testing").extensions["celery"].conf
+    assert conf.broker_transport == "project.celery_broker:Transport"
     monkeypatch.setenv("CELERY_BROKER_URL", "rediss://redis:6380/0")
-    assert not hasattr(load_config(), "CELERY_BROKER_TRANSPORT")  # kombu's: TLS by the scheme
+    conf = create_app("testing").extensions["celery"].conf
+    assert conf.broker_transport is None  # kombu's, which turns TLS on by the scheme
 
 
 def test_settings_are_read_when_create_app_runs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,8 @@
 """Driver SQL (DriverStatement) writes what Core writes, on PostgreSQL and on SQLite."""
 
+import gc
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -8,9 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import bindparam, create_engine, func, insert, select, text
+from sqlalchemy import bindparam, create_engine, func, insert, literal, select, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
 from project.config import normalize_database_url
 from project.database import DriverStatement, make_bookkeeping_engine
@@ -118,6 +120,24 @@ def test_postgres_connections_are_held_outside_the_pool(postgres_engine: Engine)
     first = backend_pid(postgres_engine)
     assert backend_pid(postgres_engine) == first  # the same connection, kept open
     assert postgres_engine.pool.checkedout() == 0  # never counted against the pool's size
+    with postgres_engine.connect() as pooled:  # the pool's own is another one
+        assert pooled.execute(select(func.pg_backend_pid())).scalar() != first
+
+
+def test_a_failed_statement_keeps_the_connection(postgres_engine: Engine) -> None:
+    first = backend_pid(postgres_engine)
+    with pytest.raises(DataError):  # division by zero: the server answered, still connected
+        DriverStatement(select(literal(1) / literal(0))).run(postgres_engine, {})
+    assert backend_pid(postgres_engine) == first
+
+
+def test_a_thread_that_ends_closes_its_connection(postgres_engine: Engine) -> None:
+    pids: list[int] = []
+    thread = threading.Thread(target=lambda: pids.append(backend_pid(postgres_engine)))
+    thread.start()
+    thread.join()
+    gc.collect()
+    wait_until_gone(postgres_engine, pids[0])
 
 
 def test_a_connection_the_server_closed_is_replaced_before_use(postgres_engine: Engine) -> None:
@@ -142,14 +162,19 @@ def wait_until_gone(engine: Engine, pid: int) -> None:
         time.sleep(0.02)
 
 
-def test_a_forked_child_leaves_its_parents_connection_alone(postgres_engine: Engine) -> None:
+@pytest.mark.parametrize("dispose_first", [True, False], ids=["disposed", "not-disposed"])
+def test_a_forked_child_leaves_its_parents_connection_alone(
+    postgres_engine: Engine, dispose_first: bool
+) -> None:
     parent = backend_pid(postgres_engine)
     child = os.fork()
-    if child == 0:  # the child: its own connection; dispose as forking.py does, then exit
+    if child == 0:  # the child: its own connection (after a dispose as forking.py does, or not)
         try:
-            postgres_engine.dispose(close=False)
+            if dispose_first:
+                postgres_engine.dispose(close=False)
             code = 0 if backend_pid(postgres_engine) != parent else 1
             postgres_engine.dispose()
+            gc.collect()  # the parent's connection, dropped here, must not be closed either
         except BaseException:  # noqa: BLE001 - any failure is the exit code's to report
             code = 2
         os._exit(code)
