@@ -14,7 +14,6 @@ from celery import current_app as current_celery_app
 from celery.exceptions import Ignore
 from celery.utils.time import get_exponential_backoff_interval
 from flask import Flask, has_app_context
-from flask import current_app as current_flask_app
 from flask_celeryext import AppContextTask
 from sqlalchemy.exc import OperationalError
 
@@ -68,9 +67,8 @@ class FlaskTask(AppContextTask):
         # The engine is all it needs: no second app context per task (its push and pop,
         # with their teardown, cost about 1.5 % of a task's CPU, profiled). The same app
         # as the claim's, which ran in the current context if there was one.
-        flask_app = current_flask_app._get_current_object() if has_app_context() else None
-        engine = bookkeeping_engine(flask_app or self.app.flask_app)
-        end_delivery(engine, task_id, status, retval)
+        app = None if has_app_context() else self.app.flask_app
+        end_delivery(bookkeeping_engine(app), task_id, status, retval)
 
     def _app_context(self) -> AbstractContextManager:
         """The Flask app context to run in: the current one, else a new one."""
