@@ -8,10 +8,12 @@ import time
 import uuid
 
 import redis
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from celery.result import AsyncResult
 from flask import Flask, abort, jsonify, request
 from sqlalchemy import create_engine, text
 
-from bench.bare_celery import divide, send_welcome
+from bench.bare_celery import celery, divide, send_welcome
 from project.config import DEFAULT_MAX_QUEUED_TASKS
 from project.database import ping_closed_connections
 from project.tasks.queue_limit import queue_length
@@ -159,3 +161,43 @@ def queue_divide_with_outbox():
         connection.execute(RECORD, {"id": task_id, "name": divide.name, "args": args})
     publish_recorded(divide, task_id, body["x"], body["y"])
     return jsonify({"id": task_id, "state": "PENDING"}), 202
+
+
+# The round trip's baseline: the product's worker runs the task (its claim and outcome
+# writes included), so product ÷ this trip is what the product's web layers cost on the
+# trip, and this trip ÷ bare Celery's is what HTTP and the guarantees cost.
+PRODUCT_DIVIDE = "project.users.tasks.divide"  # run by the product's worker, from its queue
+PRODUCT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE") or "celery"
+FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
+RECORD_OUTCOME = text("SELECT state, result, error, finished_at FROM task_records WHERE id = :id")
+
+
+@app.post("/trip/tasks/divide")
+def queue_product_divide():
+    """The product's `POST /tasks/divide`: queue limit, record, commit, publish, mark."""
+    if queue_length(divide.app) >= MAX_QUEUED_TASKS:
+        return jsonify({"status": 503}), 503
+    body = request.get_json()
+    task_id = str(uuid.uuid4())
+    with engine.begin() as connection:
+        args = json.dumps([body["x"], body["y"]])
+        connection.execute(RECORD, {"id": task_id, "name": PRODUCT_DIVIDE, "args": args})
+    celery.send_task(PRODUCT_DIVIDE, [body["x"], body["y"]], task_id=task_id, queue=PRODUCT_QUEUE)
+    with bookkeeping.begin() as connection:
+        connection.execute(MARK_PUBLISHED, {"id": task_id})
+    return jsonify({"id": task_id, "state": "PENDING", "url": f"/trip/tasks/{task_id}"}), 202
+
+
+@app.get("/trip/tasks/<task_id>")
+def get_product_task(task_id: str):
+    """The product's `GET /tasks/<id>?wait=S`: the record, else a long poll, then Redis."""
+    with engine.connect() as connection:
+        record = connection.execute(RECORD_OUTCOME, {"id": task_id}).one()
+    if record.state in FINISHED:
+        return jsonify({"id": task_id, "state": record.state, "result": record.result})
+    try:
+        AsyncResult(task_id, app=celery).get(timeout=float(request.args["wait"]), propagate=False)
+    except CeleryTimeoutError:
+        pass
+    meta = celery.backend.get_task_meta(task_id)
+    return jsonify({"id": task_id, "state": meta["status"], "result": meta["result"]})

@@ -121,42 +121,56 @@ def round_trip(stack: BenchStack) -> list[dict]:
     worker = stack.worker()
     bare_worker = stack.worker("bench.bare_celery.celery")  # its own queue: both run at once
     server, base_url = stack.gunicorn()
-    parts = urlsplit(base_url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-
+    baseline_server, baseline_url = stack.gunicorn("bench.minimal_app:app", BASELINE_CONFIG)
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {stack.token}"}
 
-    def call(method: str, path: str, body: dict | None = None) -> dict:
-        payload = json.dumps(body) if body is not None else None
-        connection.request(method, path, payload, headers)
-        return json.loads(connection.getresponse().read())
+    def http_trip(url: str, queue_path: str) -> Callable[[int], float]:
+        """A trip through a web app: POST the task, then long-poll its URL until it ends."""
+        parts = urlsplit(url)
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
 
-    def product_trip(i: int) -> float:
-        started = time.perf_counter()
-        task = call("POST", "/tasks/divide", {"x": i, "y": 1})
-        while task["state"] not in ("SUCCESS", "FAILURE"):
-            task = call("GET", f"{task['url']}?wait=5")  # the page's long poll
-        return (time.perf_counter() - started) * 1000
+        def call(method: str, path: str, body: dict | None = None) -> dict:
+            payload = json.dumps(body) if body is not None else None
+            connection.request(method, path, payload, headers)
+            return json.loads(connection.getresponse().read())
+
+        def trip(i: int) -> float:
+            started = time.perf_counter()
+            task = call("POST", queue_path, {"x": i, "y": 1})
+            while task["state"] not in ("SUCCESS", "FAILURE"):
+                task = call("GET", f"{task['url']}?wait=5")  # the page's long poll
+            return (time.perf_counter() - started) * 1000
+
+        return trip
 
     def bare_trip(i: int) -> float:
         started = time.perf_counter()
         bare_divide.delay(i, 1).get(timeout=30)
         return (time.perf_counter() - started) * 1000
 
-    # Alternating trips: a slow minute on a shared machine slows both sides alike.
-    product: list[float] = []
-    bare: list[float] = []
+    # The same work through the minimal app, run by the product's worker.
+    trips = {
+        "product": http_trip(base_url, "/tasks/divide"),
+        "bare": bare_trip,
+        "same work": http_trip(baseline_url, "/trip/tasks/divide"),
+    }
+    # Trips in turn, one of each, back to back: a slow minute on a shared machine slows
+    # all alike. (A pause between trips made every side slower: processes woke up cold.)
+    times: dict[str, list[float]] = {side: [] for side in trips}
     for i in range(WARM_UP // 2 + ROUND_TRIPS):
-        product.append(product_trip(i))
-        bare.append(bare_trip(i))
-    connection.close()
-    for process in (server, worker, bare_worker):
+        for side, trip in trips.items():
+            times[side].append(trip(i))
+    for process in (server, baseline_server, worker, bare_worker):
         stack.stop(process)
-    product, bare = product[WARM_UP // 2 :], bare[WARM_UP // 2 :]
+    product, bare, same_work = (times[side][WARM_UP // 2 :] for side in trips)
     return [
         row("task round trip p50 (POST, then GET ?wait)", percentile(product, 0.5),
             percentile(bare, 0.5), "ms", "≤ 1.5"),
         row("task round trip p99", percentile(product, 0.99), percentile(bare, 0.99), "ms", "–"),
+        row("task round trip p50, the same work in the minimal app", percentile(same_work, 0.5),
+            percentile(bare, 0.5), "ms", "for comparison"),
+        row("task round trip p50 vs the minimal app doing the same work",
+            percentile(product, 0.5), percentile(same_work, 0.5), "ms", "for comparison"),
     ]  # fmt: skip
 
 
