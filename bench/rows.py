@@ -10,8 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from celery.result import AsyncResult
-
 from bench.measure import median, percentile, pgbench_select_only, redis_benchmark, wrk
 from bench.paired import TARGET_HALF_WIDTH, Paired, Sample, paired_rounds, tree_cpu_seconds
 from bench.stack import BenchStack
@@ -67,20 +65,6 @@ def paired_row(name: str, paired: Paired, unit: str, target: str, **extra) -> di
     }
 
 
-def bare_divide(x: float, y: float) -> AsyncResult:
-    """Queue bare Celery's divide, which the product's task records must leave alone.
-
-    Once task_throughput has created the product's app in this process, its publish hook
-    records every task published here, bare Celery's too: a record and an app context per
-    bare publish, which made bare Celery's round trips slower in full runs than alone.
-    """
-    from bench.bare_celery import divide
-    from project.tasks.records import recorded_by_caller
-
-    with recorded_by_caller():
-        return divide.delay(x, y)
-
-
 def tasks_sample(publish: Callable[[int], object], count: int, worker: Process) -> Sample:
     """Publish `count` tasks, wait for every result; the worker's CPU and the wall time."""
     cpu_before = tree_cpu_seconds(worker.pid)
@@ -93,6 +77,7 @@ def tasks_sample(publish: Callable[[int], object], count: int, worker: Process) 
 
 
 def task_throughput(stack: BenchStack) -> list[dict]:
+    from bench.bare_celery import divide as bare_divide
     from project import create_app
     from project.tasks.records import recorded_by_caller
     from project.users.tasks import divide
@@ -102,13 +87,13 @@ def task_throughput(stack: BenchStack) -> list[dict]:
     worker = stack.worker()
 
     def bare() -> Sample:
-        return tasks_sample(lambda i: bare_divide(i, 1), TASKS_PER_ROUND, bare_worker)
+        return tasks_sample(lambda i: bare_divide.delay(i, 1), TASKS_PER_ROUND, bare_worker)
 
     def product() -> Sample:
         return tasks_sample(lambda i: divide.delay(i, 1), TASKS_PER_ROUND, worker)
 
     with app.app_context():
-        tasks_sample(lambda i: bare_divide(i, 1), WARM_UP, bare_worker)
+        tasks_sample(lambda i: bare_divide.delay(i, 1), WARM_UP, bare_worker)
         tasks_sample(lambda i: divide.delay(i, 1), WARM_UP, worker)
         shipped = paired_rounds(product, bare, MAX_ROUNDS)
         with recorded_by_caller():
@@ -132,6 +117,8 @@ def task_throughput(stack: BenchStack) -> list[dict]:
 
 
 def round_trip(stack: BenchStack) -> list[dict]:
+    from bench.bare_celery import divide as bare_divide
+
     worker = stack.worker()
     bare_worker = stack.worker("bench.bare_celery.celery")  # its own queue: both run at once
     server, base_url = stack.gunicorn()
@@ -159,7 +146,7 @@ def round_trip(stack: BenchStack) -> list[dict]:
 
     def bare_trip(i: int) -> float:
         started = time.perf_counter()
-        bare_divide(i, 1).get(timeout=30)
+        bare_divide.delay(i, 1).get(timeout=30)
         return (time.perf_counter() - started) * 1000
 
     # The same work through the minimal app, run by the product's worker.

@@ -6,6 +6,7 @@ import resource
 import sys
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
+from contextvars import ContextVar
 from typing import Any
 
 from billiard.pool import EX_RECYCLE
@@ -75,6 +76,29 @@ class FlaskTask(AppContextTask):
         return nullcontext() if has_app_context() else self.app.flask_app.app_context()
 
 
+class FlaskCelery(Celery):
+    """The Celery app of one Flask app (`flask_app`), built by `make_celery`."""
+
+    flask_app: Flask
+
+    def send_task(self, *args: Any, **kwargs: Any) -> Any:
+        """Publish as Celery does, letting the publish hooks see which app publishes."""
+        token = _publishing.set(self)
+        try:
+            return super().send_task(*args, **kwargs)
+        finally:
+            _publishing.reset(token)
+
+
+# Set while a FlaskCelery publishes: every task's publish goes through its app's send_task.
+_publishing: ContextVar[FlaskCelery | None] = ContextVar("publishing_celery_app", default=None)
+
+
+def publishing_app() -> FlaskCelery | None:
+    """The FlaskCelery publishing right now; None while another Celery app publishes."""
+    return _publishing.get()
+
+
 def celery_settings(flask_config: Mapping[str, Any]) -> dict[str, Any]:
     """Map `CELERY_TASK_ACKS_LATE`-style Flask keys to Celery's `task_acks_late` names.
 
@@ -89,7 +113,7 @@ def celery_settings(flask_config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def make_celery(app: Flask) -> Celery:
+def make_celery(app: Flask) -> FlaskCelery:
     """Build this app's Celery app from the `CELERY_*` settings and make it the default.
 
     Every task runs inside the Flask app context (`FlaskTask`), whose teardown removes the
@@ -98,7 +122,7 @@ def make_celery(app: Flask) -> Celery:
     """
     from project.tasks.outbox import OutboxSweeper  # needs `db`, defined after this module
 
-    celery = Celery(app.import_name, task_cls=FlaskTask)
+    celery = FlaskCelery(app.import_name, task_cls=FlaskTask)
     celery.config_from_object(celery_settings(app.config))
     if not celery.conf.broker_transport and str(celery.conf.broker_url).startswith("redis://"):
         # One Redis client per channel, not one per publish and acknowledgement. Not for

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from celery import Celery
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
@@ -110,6 +111,18 @@ def test_task_queued_from_code_is_listed(app: Flask, client: FlaskClient, worker
     listed = client.get("/tasks/").get_json()["items"]
     assert [item["id"] for item in listed] == [result.id]
     assert follow(client, f"/tasks/{result.id}")["result"] == 0.75
+
+
+def test_only_this_services_celery_app_records_its_tasks(app: Flask, redis_url: str) -> None:
+    other = Celery("other-service", broker=redis_url, set_as_current=False)
+    queue = f"test-{uuid.uuid4().hex}"  # no worker reads it: neither task runs
+    with app.app_context():
+        theirs = other.send_task("billing.charge", [1], queue=queue)
+        ours = divide.apply_async((1, 2), queue=queue)
+        recorded = set(db.session.scalars(select(TaskRecord.id)))
+    redis.Redis.from_url(redis_url).delete(queue)
+    assert ours.id in recorded
+    assert theirs.id not in recorded  # another app's task: this service would show it PENDING
 
 
 def test_broker_down_keeps_the_task_in_the_outbox_until_published(

@@ -5,12 +5,12 @@ from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any
 
-from celery import current_app as current_celery_app
 from celery import signals
 from flask import has_app_context
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
+from project.celery_utils import publishing_app
 from project.database import bookkeeping_engine
 from project.tasks.models import TaskRecord, utc_now
 
@@ -43,14 +43,17 @@ def record_published_task(headers: dict[str, Any], body: Any, **_: Any) -> None:
     """Record a task as it is published, however it was queued (`divide.delay` in `flask shell`).
 
     Skipped for retries (the first publish recorded them), for the outbox's publishes
-    (recorded already) and for Celery's own tasks.
+    (recorded already), for Celery's own tasks, and for tasks another Celery app in this
+    process publishes (a client of another service's broker): those are not this service's.
     """
     name = headers.get("task", "")
     if _recorded_by_caller.get() or name.startswith("celery.") or headers.get("retries"):
         return
+    publisher = publishing_app()
+    if publisher is None:
+        return
     args = list(body[0]) if isinstance(body, list | tuple) and body else []
-    flask_app = getattr(current_celery_app, "flask_app", None)
-    context = nullcontext() if has_app_context() or flask_app is None else flask_app.app_context()
+    context = nullcontext() if has_app_context() else publisher.flask_app.app_context()
     with context:
         try:
             # Its own transaction: never commits or rolls back the publisher's session.
