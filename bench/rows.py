@@ -19,7 +19,7 @@ from harness.servers import postgres_bindir
 TASKS_PER_ROUND = 400
 WARM_UP = 100
 ROUND_TRIPS = 200
-ROUND_SECONDS = 2  # per side and round of a web row
+ROUND_SECONDS = 4  # per round of a web row, both sides loaded at once
 MAX_ROUNDS = 10  # a row stops earlier once its CPU ratio is known to ±0.03
 INFORMATIONAL_ROUNDS = 3  # rows shown for comparison, not held to a target
 COST_ROUNDS = 4  # the access_costs rows: for comparison, but each a feature's price
