@@ -16,9 +16,12 @@ from sqlalchemy import create_engine, text
 from bench.bare_celery import celery, divide, send_welcome
 from project.config import DEFAULT_MAX_QUEUED_TASKS
 from project.database import ping_closed_connections
+from project.security import SecurityHeaders
 from project.tasks.queue_limit import queue_length
 
 app = Flask(__name__)
+# The product's security headers on every response, added the way the product adds them.
+app.wsgi_app = SecurityHeaders(app.wsgi_app)
 url = os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg2://", 1)
 engine = create_engine(url)
 ping_closed_connections(engine)  # the product's connection check: no round trip
@@ -34,6 +37,7 @@ TOKEN_SECRET_HASH = text(
     "SELECT name, secret_hash FROM api_tokens WHERE lookup = :lookup AND revoked_at IS NULL"
 )
 WINDOW_SECONDS = 60
+LIMIT = 10**8
 limits = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
 MAX_QUEUED_TASKS = int(os.environ.get("MAX_QUEUED_TASKS", DEFAULT_MAX_QUEUED_TASKS))
 
@@ -51,11 +55,19 @@ def authenticated_name() -> str:
 
 
 def count_request(name: str) -> dict[str, str]:
-    """The product's rate limit, by hand: one fixed-window counter per token, in one round trip."""
+    """The product's rate limit, by hand: one fixed-window counter per token, in one round trip.
+
+    Its answer: the three RateLimit headers the product sends.
+    """
     kind = "writes" if request.method in ("POST", "PUT", "PATCH", "DELETE") else "reads"
-    key = f"baseline:{kind}:{name}:{int(time.time()) // WINDOW_SECONDS}"
+    now = int(time.time())
+    key = f"baseline:{kind}:{name}:{now // WINDOW_SECONDS}"
     count, _ = limits.pipeline().incr(key).expire(key, WINDOW_SECONDS).execute()
-    return {"RateLimit-Remaining": str(10**8 - count)}
+    return {
+        "RateLimit-Limit": str(LIMIT),
+        "RateLimit-Remaining": str(LIMIT - count),
+        "RateLimit-Reset": str(WINDOW_SECONDS - now % WINDOW_SECONDS),
+    }
 
 
 @app.before_request
