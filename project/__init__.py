@@ -10,6 +10,7 @@ from flask_celeryext import FlaskCeleryExt
 from flask_migrate import Migrate
 from sqlalchemy import MetaData
 
+from project.application import Application
 from project.celery_utils import make_celery
 from project.config import REPO_ROOT, load_config
 from project.database import SessionSafeSQLAlchemy, init_database_engines
@@ -46,7 +47,7 @@ def create_app(config_name: str | None = None) -> APIFlask:
     """Create and configure the Flask application."""
     # No app-level static folder: each blueprint serves its own files. APIFlask serves the
     # OpenAPI document at /openapi.json; /docs is the docs blueprint's self-hosted page.
-    app = APIFlask(
+    app = Application(
         __name__,
         title=API_TITLE,
         version=API_VERSION,
