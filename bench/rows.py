@@ -21,8 +21,6 @@ WARM_UP = 100
 ROUND_TRIPS = 200
 ROUND_SECONDS = 4  # per round of a web row, both sides loaded at once
 MAX_ROUNDS = 10  # a row stops earlier once its CPU ratio is known to ±0.03
-INFORMATIONAL_ROUNDS = 3  # rows shown for comparison, not held to a target
-COST_ROUNDS = 4  # the access_costs rows: for comparison, but each a feature's price
 WRK_CONNECTIONS = 16
 BASELINE_CONFIG = str(Path(__file__).parent / "gunicorn_baseline.py")
 
@@ -97,7 +95,7 @@ def task_throughput(stack: BenchStack) -> list[dict]:
         tasks_sample(lambda i: divide.delay(i, 1), WARM_UP, worker)
         shipped = paired_rounds(product, bare, MAX_ROUNDS)
         with recorded_by_caller():
-            unrecorded = paired_rounds(product, bare, INFORMATIONAL_ROUNDS, INFORMATIONAL_ROUNDS)
+            unrecorded = paired_rounds(product, bare, MAX_ROUNDS)
     stack.stop(worker)
 
     unreliable_worker = stack.worker("bench.unreliable_worker.celery")
@@ -106,7 +104,7 @@ def task_throughput(stack: BenchStack) -> list[dict]:
         def unreliable() -> Sample:
             return tasks_sample(lambda i: divide.delay(i, 1), TASKS_PER_ROUND, unreliable_worker)
 
-        loose = paired_rounds(unreliable, bare, INFORMATIONAL_ROUNDS, INFORMATIONAL_ROUNDS)
+        loose = paired_rounds(unreliable, bare, MAX_ROUNDS)
     stack.stop(unreliable_worker)
     stack.stop(bare_worker)
     return [
@@ -218,7 +216,6 @@ def web(stack: BenchStack) -> list[dict]:
     baseline_server, baseline_url = stack.gunicorn("bench.minimal_app:app", BASELINE_CONFIG)
     rows = []
     for name, path, script, baseline_path, target in ENDPOINTS:
-        informational = target == "for comparison"
 
         def product(path=path, script=script, seconds=ROUND_SECONDS) -> Sample:
             return wrk_sample(
@@ -232,8 +229,7 @@ def web(stack: BenchStack) -> list[dict]:
 
         product(seconds=1)  # warm both up
         baseline(seconds=1)
-        rounds = INFORMATIONAL_ROUNDS if informational else MAX_ROUNDS
-        paired = paired_rounds(product, baseline, rounds, min(rounds, 4))
+        paired = paired_rounds(product, baseline, MAX_ROUNDS)
         errors = {
             side: sum(s.extra["errors"] for s in getattr(paired, side))
             for side in ("product", "baseline")
@@ -271,7 +267,7 @@ def access_costs(stack: BenchStack) -> list[dict]:
         ):
             side(product, path, script)()  # warm up
             paired = paired_rounds(
-                side(product, path, script), side(baseline, path, script), COST_ROUNDS, COST_ROUNDS
+                side(product, path, script), side(baseline, path, script), MAX_ROUNDS
             )
             name = f"cost of {what}: {label}, with vs without"
             rows.append(paired_row(name, paired, "request", "for comparison"))
