@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+import pytest
 from apiflask import APIFlask
 
 from project.application import Application
@@ -9,12 +10,10 @@ from project.application import Application
 
 @dataclass
 class UnhashableHook:
-    """A callable with `__eq__` and so no `__hash__`: it cannot be a cache key."""
-
-    calls: int = 0
+    """A callable dataclass: `eq` without `frozen` leaves it no `__hash__`, so no cache key."""
 
     def __call__(self) -> None:
-        self.calls += 1
+        """Do nothing, as a hook may."""
 
 
 def sync_view() -> str:
@@ -28,6 +27,8 @@ async def async_view() -> str:
 def test_sync_functions_are_returned_as_they_are() -> None:
     app = Application(__name__)
     hook = UnhashableHook()
+    with pytest.raises(TypeError):
+        hash(hook)
     assert app.ensure_sync(sync_view) is sync_view
     assert app.ensure_sync(sync_view) is sync_view  # the second answer comes from the cache
     assert app.ensure_sync(hook) is hook
