@@ -20,7 +20,6 @@ TASKS_PER_ROUND = 400
 WARM_UP = 100
 ROUND_TRIPS = 200
 ROUND_SECONDS = 4  # per round of a web row, both sides loaded at once
-MAX_ROUNDS = 10  # a row stops earlier once its CPU ratio is known to ±0.03
 WRK_CONNECTIONS = 16
 BASELINE_CONFIG = str(Path(__file__).parent / "gunicorn_baseline.py")
 
@@ -93,9 +92,9 @@ def task_throughput(stack: BenchStack) -> list[dict]:
     with app.app_context():
         tasks_sample(lambda i: bare_divide.delay(i, 1), WARM_UP, bare_worker)
         tasks_sample(lambda i: divide.delay(i, 1), WARM_UP, worker)
-        shipped = paired_rounds(product, bare, MAX_ROUNDS)
+        shipped = paired_rounds(product, bare)
         with recorded_by_caller():
-            unrecorded = paired_rounds(product, bare, MAX_ROUNDS)
+            unrecorded = paired_rounds(product, bare)
     stack.stop(worker)
 
     unreliable_worker = stack.worker("bench.unreliable_worker.celery")
@@ -104,7 +103,7 @@ def task_throughput(stack: BenchStack) -> list[dict]:
         def unreliable() -> Sample:
             return tasks_sample(lambda i: divide.delay(i, 1), TASKS_PER_ROUND, unreliable_worker)
 
-        loose = paired_rounds(unreliable, bare, MAX_ROUNDS)
+        loose = paired_rounds(unreliable, bare)
     stack.stop(unreliable_worker)
     stack.stop(bare_worker)
     return [
@@ -229,7 +228,7 @@ def web(stack: BenchStack) -> list[dict]:
 
         product(seconds=1)  # warm both up
         baseline(seconds=1)
-        paired = paired_rounds(product, baseline, MAX_ROUNDS)
+        paired = paired_rounds(product, baseline)
         errors = {
             side: sum(s.extra["errors"] for s in getattr(paired, side))
             for side in ("product", "baseline")
@@ -266,9 +265,7 @@ def access_costs(stack: BenchStack) -> list[dict]:
             ("both", "tokens", "rate limits"),
         ):
             side(product, path, script)()  # warm up
-            paired = paired_rounds(
-                side(product, path, script), side(baseline, path, script), MAX_ROUNDS
-            )
+            paired = paired_rounds(side(product, path, script), side(baseline, path, script))
             name = f"cost of {what}: {label}, with vs without"
             rows.append(paired_row(name, paired, "request", "for comparison"))
     for server, _ in servers.values():
