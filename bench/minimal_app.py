@@ -6,11 +6,12 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 
 import redis
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
-from flask import Flask, abort, jsonify, request
+from flask import Flask, Response, abort, jsonify, request
 from sqlalchemy import create_engine, text
 
 from bench.bare_celery import celery, divide, send_welcome
@@ -137,11 +138,26 @@ def queue_divide():
     return jsonify({"id": result.id, "state": "PENDING"}), 202
 
 
-def publish_recorded(task, task_id: str, *args) -> None:
+def publish_recorded(task_id: str, publish: Callable[[], object]) -> None:
     """Publish a task whose record was committed, then mark it published (the outbox)."""
-    task.apply_async(args, task_id=task_id)
+    publish()
     with bookkeeping.begin() as connection:
         connection.execute(MARK_PUBLISHED, {"id": task_id})
+
+
+def queue_recorded_divide(
+    name: str, publish: Callable[[str, list], object], url: str
+) -> tuple[Response, int]:
+    """The product's `POST /tasks/divide`: queue limit, record, commit, publish, mark."""
+    if queue_length(divide.app) >= MAX_QUEUED_TASKS:  # the product's queue limit
+        return jsonify({"status": 503}), 503
+    body = request.get_json()
+    args = [body["x"], body["y"]]
+    task_id = str(uuid.uuid4())
+    with engine.begin() as connection:
+        connection.execute(RECORD, {"id": task_id, "name": name, "args": json.dumps(args)})
+    publish_recorded(task_id, lambda: publish(task_id, args))
+    return jsonify({"id": task_id, "state": "PENDING", "url": f"{url}/{task_id}"}), 202
 
 
 # The same work as the product's endpoints with their guarantees (record in the same
@@ -158,21 +174,16 @@ def create_user_with_outbox():
         connection.execute(
             RECORD, {"id": task_id, "name": send_welcome.name, "args": json.dumps([user_id])}
         )
-    publish_recorded(send_welcome, task_id, user_id)
+    publish_recorded(task_id, lambda: send_welcome.apply_async([user_id], task_id=task_id))
     return jsonify({"id": user_id, **body}), 201
 
 
 @app.post("/outbox/tasks/divide")
 def queue_divide_with_outbox():
-    if queue_length(divide.app) >= MAX_QUEUED_TASKS:  # the product's queue limit
-        return jsonify({"status": 503}), 503
-    body = request.get_json()
-    task_id = str(uuid.uuid4())
-    with engine.begin() as connection:
-        args = json.dumps([body["x"], body["y"]])
-        connection.execute(RECORD, {"id": task_id, "name": divide.name, "args": args})
-    publish_recorded(divide, task_id, body["x"], body["y"])
-    return jsonify({"id": task_id, "state": "PENDING"}), 202
+    def publish(task_id: str, args: list) -> None:
+        divide.apply_async(args, task_id=task_id)
+
+    return queue_recorded_divide(divide.name, publish, "/tasks")
 
 
 # The round trip's baseline: the product's worker runs the task (its claim and outcome
@@ -186,18 +197,12 @@ RECORD_OUTCOME = text("SELECT state, result, error, finished_at FROM task_record
 
 @app.post("/trip/tasks/divide")
 def queue_product_divide():
-    """The product's `POST /tasks/divide`: queue limit, record, commit, publish, mark."""
-    if queue_length(divide.app) >= MAX_QUEUED_TASKS:
-        return jsonify({"status": 503}), 503
-    body = request.get_json()
-    task_id = str(uuid.uuid4())
-    with engine.begin() as connection:
-        args = json.dumps([body["x"], body["y"]])
-        connection.execute(RECORD, {"id": task_id, "name": PRODUCT_DIVIDE, "args": args})
-    celery.send_task(PRODUCT_DIVIDE, [body["x"], body["y"]], task_id=task_id, queue=PRODUCT_QUEUE)
-    with bookkeeping.begin() as connection:
-        connection.execute(MARK_PUBLISHED, {"id": task_id})
-    return jsonify({"id": task_id, "state": "PENDING", "url": f"/trip/tasks/{task_id}"}), 202
+    """The product's `POST /tasks/divide`, its task run by the product's worker."""
+
+    def publish(task_id: str, args: list) -> None:
+        celery.send_task(PRODUCT_DIVIDE, args, task_id=task_id, queue=PRODUCT_QUEUE)
+
+    return queue_recorded_divide(PRODUCT_DIVIDE, publish, "/trip/tasks")
 
 
 @app.get("/trip/tasks/<task_id>")
