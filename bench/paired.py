@@ -25,6 +25,9 @@ from harness.processes import child_pids
 TARGET_HALF_WIDTH = 0.03
 MIN_ROUNDS = 4  # an interval from fewer rounds is too unsure to stop on
 MAX_ROUNDS = 10  # a row stops earlier once its CPU ratio is known to ±TARGET_HALF_WIDTH
+# Rows shown for comparison (no target) stop sooner: on a noisy machine every row ran to
+# the limit, and the bench took 706 s where it must stay under 600.
+COMPARISON_MAX_ROUNDS = 6
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Student's t, 0.975 quantile, by degrees of freedom (no SciPy needed for a table this small).
 T_975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
@@ -88,7 +91,9 @@ class Paired:
         return sum(s.units for s in samples) / sum(s.wall_seconds for s in samples)
 
 
-def paired_rounds(product: Callable[[], Sample], baseline: Callable[[], Sample]) -> Paired:
+def paired_rounds(
+    product: Callable[[], Sample], baseline: Callable[[], Sample], max_rounds: int = MAX_ROUNDS
+) -> Paired:
     """Measure product and baseline at once, round after round, until the ratio is known to ±0.03.
 
     Each side runs in a thread of its own, in a copy of the caller's context (an app context
@@ -96,7 +101,7 @@ def paired_rounds(product: Callable[[], Sample], baseline: Callable[[], Sample])
     """
     paired = Paired()
     with ThreadPoolExecutor(max_workers=2) as sides:
-        for number in range(MAX_ROUNDS):
+        for number in range(max_rounds):
             product_round = sides.submit(contextvars.copy_context().run, product)
             baseline_round = sides.submit(contextvars.copy_context().run, baseline)
             paired.product.append(product_round.result())
