@@ -145,9 +145,7 @@ def publish_recorded(task_id: str, publish: Callable[[], object]) -> None:
         connection.execute(MARK_PUBLISHED, {"id": task_id})
 
 
-def queue_recorded_divide(
-    name: str, publish: Callable[[str, list], object], url: str
-) -> tuple[Response, int]:
+def queue_recorded_divide(name: str, queue: str, url: str) -> tuple[Response, int]:
     """The product's `POST /tasks/divide`: queue limit, record, commit, publish, mark."""
     if queue_length(divide.app) >= MAX_QUEUED_TASKS:  # the product's queue limit
         return jsonify({"status": 503}), 503
@@ -156,7 +154,7 @@ def queue_recorded_divide(
     task_id = str(uuid.uuid4())
     with engine.begin() as connection:
         connection.execute(RECORD, {"id": task_id, "name": name, "args": json.dumps(args)})
-    publish_recorded(task_id, lambda: publish(task_id, args))
+    publish_recorded(task_id, lambda: celery.send_task(name, args, task_id=task_id, queue=queue))
     return jsonify({"id": task_id, "state": "PENDING", "url": f"{url}/{task_id}"}), 202
 
 
@@ -180,10 +178,7 @@ def create_user_with_outbox():
 
 @app.post("/outbox/tasks/divide")
 def queue_divide_with_outbox():
-    def publish(task_id: str, args: list) -> None:
-        divide.apply_async(args, task_id=task_id)
-
-    return queue_recorded_divide(divide.name, publish, "/tasks")
+    return queue_recorded_divide(divide.name, celery.conf.task_default_queue, "/tasks")
 
 
 # The round trip's baseline: the product's worker runs the task (its claim and outcome
@@ -198,11 +193,7 @@ RECORD_OUTCOME = text("SELECT state, result, error, finished_at FROM task_record
 @app.post("/trip/tasks/divide")
 def queue_product_divide():
     """The product's `POST /tasks/divide`, its task run by the product's worker."""
-
-    def publish(task_id: str, args: list) -> None:
-        celery.send_task(PRODUCT_DIVIDE, args, task_id=task_id, queue=PRODUCT_QUEUE)
-
-    return queue_recorded_divide(PRODUCT_DIVIDE, publish, "/trip/tasks")
+    return queue_recorded_divide(PRODUCT_DIVIDE, PRODUCT_QUEUE, "/trip/tasks")
 
 
 @app.get("/trip/tasks/<task_id>")
