@@ -46,6 +46,13 @@ class PrivateRedis:
             self.process.terminate()
             self.process.wait(30)
 
+    def take(self, queue: str) -> str:
+        """Take the next message a worker would get off `queue`, as kombu's BRPOP does."""
+        result = subprocess.run(
+            ["redis-cli", "-p", str(self.port), "rpop", queue], capture_output=True, text=True
+        )
+        return result.stdout.strip()
+
     def queue_length(self, queue: str) -> int:
         result = subprocess.run(
             ["redis-cli", "-p", str(self.port), "llen", queue], capture_output=True, text=True

@@ -120,7 +120,9 @@ def make_celery(app: Flask) -> FlaskCelery:
     task's database session whether the task succeeded or failed. Being the default app,
     it serves `shared_task` tasks; each feature's `tasks` module is found by itself.
     """
-    from project.tasks.outbox import OutboxSweeper  # needs `db`, defined after this module
+    # These need `db`, defined after this module.
+    from project.tasks.lifecycle import record_dropped_delivery
+    from project.tasks.sweeper import OutboxSweeper
 
     celery = FlaskCelery(app.import_name, task_cls=FlaskTask)
     celery.config_from_object(celery_settings(app.config))
@@ -131,6 +133,9 @@ def make_celery(app: Flask) -> FlaskCelery:
     celery.flask_app = app
     celery.autodiscover_tasks(list(feature_packages()))
     celery.steps["worker"].add(OutboxSweeper)
+    signals.task_revoked.connect(
+        record_dropped_delivery, weak=False, dispatch_uid="project.record_dropped_delivery"
+    )
     celery.set_default()
     app.extensions["celery"] = celery
     return celery

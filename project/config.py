@@ -189,6 +189,13 @@ class BaseConfig:
         # how old such a record must be (a publish in progress is not yet stranded).
         self.OUTBOX_SWEEP_SECONDS = env_number("OUTBOX_SWEEP_SECONDS", 5.0)
         self.OUTBOX_GRACE_SECONDS = env_number("OUTBOX_GRACE_SECONDS", 10.0)
+        # A task PENDING this long after its publish, and in no queue, was lost by the broker
+        # (a worker killed as it took it): workers publish it again (project/tasks/redelivery.py).
+        self.TASK_LOST_AFTER_SECONDS = env_number(
+            "TASK_LOST_AFTER_SECONDS", float(visibility_timeout)
+        )
+        if self.TASK_LOST_AFTER_SECONDS <= 0:
+            raise ConfigError("TASK_LOST_AFTER_SECONDS must be more than 0")
         # A task's name and arguments are in its record: Redis keeps its state and result.
         self.CELERY_RESULT_EXTENDED = False
         self.CELERY_RESULT_EXPIRES = env_number("CELERY_RESULT_EXPIRES", 7 * 24 * 3600)

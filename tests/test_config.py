@@ -86,6 +86,16 @@ def test_visibility_timeout_must_outlast_the_time_limit(monkeypatch: pytest.Monk
         load_config("testing")
 
 
+def test_lost_task_check_defaults_to_the_visibility_timeout_and_refuses_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CELERY_VISIBILITY_TIMEOUT", "300")
+    assert load_config("testing").TASK_LOST_AFTER_SECONDS == 300.0
+    monkeypatch.setenv("TASK_LOST_AFTER_SECONDS", "0")
+    with pytest.raises(ConfigError, match="TASK_LOST_AFTER_SECONDS must be more than 0"):
+        load_config("testing")
+
+
 def test_celery_is_json_only_and_at_least_once() -> None:
     create_app("testing")
     conf = ext_celery.celery.conf

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from celery.result import AsyncResult
 from flask import Flask
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from harness.processes import BIN, Process, child_pids, kill, run_cli, start_worker, wait_for
 from project import db
 from project.celery_utils import forget_connections_after_fork
+from project.tasks.models import TaskRecord
 from project.users.tasks import divide
 
 SHELL_DELAY = """\
@@ -132,3 +133,17 @@ def test_forked_process_opens_its_own_database_connection(app: Flask) -> None:
 def test_sigterm_stops_the_worker_cleanly(migrated: dict[str, str], log_dir: Path) -> None:
     worker = start_worker(migrated, log_dir, concurrency=1)
     assert worker.stop(signal.SIGTERM) == 0
+
+
+def test_an_expired_task_is_recorded_revoked_not_left_pending(app: Flask, worker: Process) -> None:
+    with app.app_context():
+        task_id = divide.apply_async((1, 2), expires=-1).id  # expired before it arrives
+    worker.wait_for_output(f"Discarding revoked task: project.users.tasks.divide[{task_id}]")
+
+    def record_state() -> str | None:
+        with app.app_context():
+            return db.session.scalar(select(TaskRecord.state).where(TaskRecord.id == task_id))
+
+    # The record itself (the API could answer from Redis): left PENDING, it would look
+    # lost to every worker's sweeper (project/tasks/redelivery.py).
+    wait_for(lambda: record_state() == "REVOKED", 10, "the record to say REVOKED")

@@ -55,6 +55,12 @@ OUTCOMES = {
     ),
     RETRY: DriverStatement(_set_outcome(state=RETRY)),
 }
+# A delivery the worker dropped unrun (expired, or revoked by Celery's own `revoke`).
+REVOKE = DriverStatement(
+    update(_records)
+    .where(_this_task, _not_finished)
+    .values(state=REVOKED, finished_at=bindparam("now"))
+)
 
 
 class PoisonMessage(Exception):
@@ -91,6 +97,18 @@ def begin_delivery(task: Task) -> None:
             f"(crash, out of memory or killed); not run again (CELERY_TASK_MAX_DELIVERIES="
             f"{limit})"
         )
+
+
+def record_dropped_delivery(sender: Task | None = None, request: Any = None, **_: Any) -> None:
+    """Mark REVOKED the record of a task the worker dropped unrun (the task_revoked signal).
+
+    Else its record would stay PENDING, and the broker, holding it no more, would seem to
+    have lost it (project/tasks/redelivery.py).
+    """
+    if sender is None or request is None or not hasattr(sender.app, "flask_app"):
+        return
+    engine = bookkeeping_engine(sender.app.flask_app)
+    REVOKE.run(engine, {"task_id": request.id, "now": utc_now()})
 
 
 def error_view(error: BaseException) -> dict[str, str]:

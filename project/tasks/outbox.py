@@ -8,12 +8,11 @@ and the publish, or the broker is down then, the record stays unpublished
 """
 
 import logging
-import threading
 import uuid
 from datetime import timedelta
 from typing import Any
 
-from celery import Task, bootsteps
+from celery import Task
 from flask import current_app, g
 from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.orm import Session
@@ -128,35 +127,3 @@ def publish_stranded(older_than_seconds: float, limit: int = SWEEP_BATCH) -> int
     if rows:
         log.info("outbox: published %d task(s) left unpublished", len(rows))
     return len(rows)
-
-
-class OutboxSweeper(bootsteps.StartStopStep):
-    """A worker step: every OUTBOX_SWEEP_SECONDS, publish records left unpublished."""
-
-    requires = {"celery.worker.components:Pool"}
-
-    def __init__(self, worker: Any, **_: Any) -> None:
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self, worker: Any) -> None:
-        self._thread = threading.Thread(
-            target=self._run, args=(worker.app.flask_app,), name="outbox-sweeper", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self, worker: Any) -> None:
-        self._stopping.set()
-
-    def _run(self, flask_app: Any) -> None:
-        with flask_app.app_context():
-            interval = current_app.config["OUTBOX_SWEEP_SECONDS"]
-            grace = current_app.config["OUTBOX_GRACE_SECONDS"]
-            while not self._stopping.wait(interval):
-                try:
-                    while publish_stranded(grace) == SWEEP_BATCH:
-                        pass
-                except Exception as error:  # database or broker down: try again next time
-                    log.warning("outbox sweep failed, will retry: %s", error)
-                finally:
-                    db.session.remove()

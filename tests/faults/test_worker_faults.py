@@ -1,5 +1,6 @@
 """Workers killed or stopped mid-batch: every task still reaches its final state."""
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.processes import Process, start_worker, wait_for
+from harness.servers import PrivateRedis
 from tests.support import account, report, submit_divisions
 
 TASKS = 200
@@ -60,3 +62,34 @@ def test_sigtermed_worker_finishes_or_hands_back_its_tasks(
     # Warm shutdown hands queued tasks back at once: no visibility timeout wait.
     assert tally.duplicates == 0
     assert done_before_restart < 40
+
+
+def test_a_task_the_broker_lost_is_published_again_and_the_queued_ones_are_not(
+    request: pytest.FixtureRequest,
+    fault_server: str,
+    fault_env: dict[str, str],
+    private_redis: PrivateRedis,
+    log_dir: Path,
+    workers: list[Process],
+) -> None:
+    expected = submit_divisions(fault_server, 40)  # no worker yet: all stay queued
+    # What a worker SIGKILLed between kombu's BRPOP and its note of the message as
+    # unacknowledged leaves: the message gone from Redis, the record PENDING (kombu #305).
+    lost_id = json.loads(private_redis.take("celery"))["headers"]["id"]
+    lost_at = time.monotonic()
+    # One process at 0.25 s a task: the last wait about 10 s in the queue, well past
+    # TASK_LOST_AFTER_SECONDS, and must not be published again.
+    slow_env = {
+        **fault_env,
+        "DIVIDE_DELAY_SECONDS": "0.25",
+        "OUTBOX_SWEEP_SECONDS": "0.5",
+        "TASK_LOST_AFTER_SECONDS": "3",
+    }
+    workers.append(start_worker(slow_env, log_dir, concurrency=1))
+
+    tally = account(fault_server, expected, workers, lost_at, timeout=60)
+    report(request, tally.line("message lost by the broker"))
+    assert tally.lost == 0, tally.lost_ids
+    assert tally.succeeded == 40 and tally.failed == tally.wrong == tally.duplicates == 0
+    republished = [line for line in workers[0].output().splitlines() if "published again" in line]
+    assert len(republished) == 1 and lost_id in republished[0], republished
