@@ -42,7 +42,8 @@ class Transport(kombu_redis.Transport):
 
 def is_redis_broker(celery: Celery) -> bool:
     """Say whether this Celery app's broker is Redis (kombu's transport or this one)."""
-    return celery.connection_for_read().transport.driver_type == "redis"
+    with celery.connection_for_read() as connection:  # not connected: it only reads the URL
+        return connection.transport.driver_type == "redis"
 
 
 def held_task_ids(celery: Celery, queues: Iterable[str], wanted: set[str]) -> set[str]:
@@ -54,24 +55,36 @@ def held_task_ids(celery: Celery, queues: Iterable[str], wanted: set[str]) -> se
     """
     with celery.pool.acquire(block=True) as connection:
         channel = connection.default_channel
-        client, prefix = channel.client, channel.global_keyprefix or ""
-        unacked = prefix + channel.unacked_key
-        held = wanted & _ids_of_unacked(client.hvals(unacked))
-        for queue in queues:
-            for priority in channel.priority_steps:
-                key = prefix + channel._q_for_pri(queue, priority)
-                # From the newest end: a push there shifts the rest along, so a message may
-                # be read twice but never skipped; the other end is where workers take from.
-                start = 0
-                while chunk := client.lrange(key, start, start + SCAN_CHUNK - 1):
-                    held |= wanted & {_task_id(json.loads(raw)) for raw in chunk}
-                    start += len(chunk)
-        return held | (wanted & _ids_of_unacked(client.hvals(unacked)))
+        with channel.conn_or_acquire() as client:
+            return _held_task_ids(channel, client, queues, wanted)
+
+
+def _held_task_ids(
+    channel: Channel, client: Any, queues: Iterable[str], wanted: set[str]
+) -> set[str]:
+    prefix = channel.global_keyprefix or ""  # kombu prefixes HSET and LPUSH, not these reads
+    unacked = prefix + channel.unacked_key
+    held = wanted & _ids_of_unacked(client.hvals(unacked))
+    for queue in queues:
+        for priority in channel.priority_steps:
+            key = prefix + channel._q_for_pri(queue, priority)
+            # From the newest end: a push there shifts the rest along, so a message may be
+            # read twice but never skipped; the other end is where workers take from.
+            start = 0
+            while chunk := client.lrange(key, start, start + SCAN_CHUNK - 1):
+                held |= wanted & {_task_id(raw) for raw in chunk}
+                start += len(chunk)
+    return held | (wanted & _ids_of_unacked(client.hvals(unacked)))
 
 
 def _ids_of_unacked(values: list[bytes]) -> set[str | None]:
-    return {_task_id(json.loads(value)[0]) for value in values}  # [message, exchange, key]
+    return {_task_id(value, unacked=True) for value in values}
 
 
-def _task_id(message: dict[str, Any]) -> str | None:
-    return message.get("headers", {}).get("id")
+def _task_id(raw: bytes, unacked: bool = False) -> str | None:
+    """The task id in a kombu message (an unacked entry is [message, exchange, routing key])."""
+    try:
+        message = json.loads(raw)
+        return ((message[0] if unacked else message).get("headers") or {}).get("id")
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return None  # not a Celery task message

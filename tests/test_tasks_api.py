@@ -125,6 +125,31 @@ def test_only_this_services_celery_app_records_its_tasks(app: Flask, redis_url: 
     assert theirs.id not in recorded  # another app's task: this service would show it PENDING
 
 
+def test_only_a_publish_its_record_can_repeat_is_republishable(
+    app: Flask, client: FlaskClient, redis_url: str
+) -> None:
+    queue = f"test-{uuid.uuid4().hex}"
+    with app.app_context():
+        published = {
+            "delay": divide.delay(1, 2).id,
+            "kwargs": divide.delay(x=1, y=2).id,
+            "countdown": divide.apply_async((1, 2), countdown=60).id,
+            "expires": divide.apply_async((1, 2), expires=60).id,
+            "time limit": divide.apply_async((1, 2), time_limit=5).id,
+            "own queue": divide.apply_async((1, 2), queue=queue).id,
+            "linked": divide.apply_async((1, 2), link=divide.s(2)).id,
+        }
+    published["outbox"] = client.post("/tasks/divide", json={"x": 1, "y": 2}).get_json()["id"]
+    with app.app_context():
+        records = select(TaskRecord.id, TaskRecord.republishable)
+        republishable = dict(db.session.execute(records).all())
+    # No worker reads these: take them off the queues before another test's worker does.
+    priorities = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+    redis.Redis.from_url(redis_url).delete(queue, *(f"celery{p}" for p in priorities))
+    plain = {how for how, task_id in published.items() if republishable[task_id]}
+    assert plain == {"delay", "outbox"}
+
+
 def test_broker_down_keeps_the_task_in_the_outbox_until_published(
     app_with: Callable[..., Flask], migrated: dict[str, str], worker: Process
 ) -> None:

@@ -15,6 +15,7 @@ from project.database import DriverStatement, bookkeeping_engine
 from project.tasks.models import (
     FAILURE,
     FINISHED_STATES,
+    PENDING,
     RETRY,
     REVOKED,
     STARTED,
@@ -55,10 +56,11 @@ OUTCOMES = {
     ),
     RETRY: DriverStatement(_set_outcome(state=RETRY)),
 }
-# A delivery the worker dropped unrun (expired, or revoked by Celery's own `revoke`).
-REVOKE = DriverStatement(
+# A delivery the worker dropped unrun (expired, or revoked by Celery's own `revoke`). Only
+# over PENDING: a copy dropped while another runs or waits to retry leaves that one be.
+REVOKE_QUEUED = DriverStatement(
     update(_records)
-    .where(_this_task, _not_finished)
+    .where(_this_task, _records.c.state == PENDING)
     .values(state=REVOKED, finished_at=bindparam("now"))
 )
 
@@ -100,15 +102,15 @@ def begin_delivery(task: Task) -> None:
 
 
 def record_dropped_delivery(sender: Task | None = None, request: Any = None, **_: Any) -> None:
-    """Mark REVOKED the record of a task the worker dropped unrun (the task_revoked signal).
+    """Mark REVOKED the queued record of a task the worker dropped unrun (task_revoked).
 
     Else its record would stay PENDING, and the broker, holding it no more, would seem to
-    have lost it (project/tasks/redelivery.py).
+    have lost it (project/tasks/redelivery.py). Runs in the worker's main process.
     """
     if sender is None or request is None or not hasattr(sender.app, "flask_app"):
         return
     engine = bookkeeping_engine(sender.app.flask_app)
-    REVOKE.run(engine, {"task_id": request.id, "now": utc_now()})
+    REVOKE_QUEUED.run(engine, {"task_id": request.id, "now": utc_now()})
 
 
 def error_view(error: BaseException) -> dict[str, str]:

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, text
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from project import db
@@ -62,3 +62,6 @@ class TaskRecord(db.Model):
     queued_by: Mapped[str | None] = mapped_column(String(64))
     # How many times a worker received the task (retries and redeliveries included).
     deliveries: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    # True when name and args are all its publish had (no kwargs, countdown, expiry, links,
+    # own queue): only then may a lost task be published again from its record (redelivery).
+    republishable: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())

@@ -52,6 +52,7 @@ def enqueue_on_commit(task: Task, *args: Any) -> str:
         "args": list(args),
         "created_at": utc_now(),
         "queued_by": g.get("api_token_name"),  # set by project/auth for this request
+        "republishable": True,  # name and args are all publish() sends
     }
     db.session.execute(RECORD, row)
     db.session.info.setdefault(_TO_PUBLISH, []).append((task.name, task_id, args))

@@ -6,16 +6,18 @@ task for good: it is in no queue, and not among the unacknowledged messages that
 visibility_timeout hands back. Its record still tells: PENDING, published long ago.
 
 So every worker, each half TASK_LOST_AFTER_SECONDS, takes the records PENDING longer than
-that, looks for them in the queues it consumes and among the unacknowledged messages,
-twice a second apart, and publishes again those it found in neither look. A task merely
-waiting in a long queue is found there and left alone. Should a copy still run twice
-(the first turns up after all), the claim runs it at most once after it finished.
+that whose record alone can publish them again (`republishable`: name and args were all
+their publish had), looks for them in the queues it consumes and among the unacknowledged
+messages, twice a second apart, and publishes again those it found in neither look. A
+task merely waiting in a long queue is found there and left alone. Should the first copy
+turn up after all, the claim refuses it once the task finished; were both delivered
+while it runs, both would run, as with any redelivery (tasks are idempotent).
 """
 
 import logging
 import time
-from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 from celery import Celery
 from sqlalchemy import bindparam, select, update
@@ -27,21 +29,25 @@ from project.tasks.outbox import publish
 
 log = logging.getLogger(__name__)
 
-CHECK_BATCH = 100  # records looked for per check
+CHECK_BATCH = 1000  # records looked for per check, in one read of the queues
 CONFIRM_SECONDS = 1.0  # between the two looks: longer than a delivery takes to be noted
 
 _records = TaskRecord.__table__
-_pending_since = (_records.c.state == PENDING, _records.c.published_at < bindparam("cutoff"))
+_lost_if_missing = (
+    _records.c.state == PENDING,
+    _records.c.republishable.is_(True),
+    _records.c.published_at < bindparam("cutoff"),
+)
 LONG_PENDING = (
-    select(_records.c.id)
-    .where(*_pending_since, _records.c.name.in_(bindparam("names", expanding=True)))
+    select(_records.c.id, _records.c.name, _records.c.args)
+    .where(*_lost_if_missing)
     .order_by(_records.c.seq)
     .limit(CHECK_BATCH)
 )
 # Locked, so that workers checking at once publish each lost task once.
 STILL_PENDING = (
     select(_records.c.id, _records.c.name, _records.c.args)
-    .where(*_pending_since, _records.c.id.in_(bindparam("ids", expanding=True)))
+    .where(*_lost_if_missing, _records.c.id.in_(bindparam("ids", expanding=True)))
     .with_for_update(skip_locked=True)
 )
 # Published again now: the next check leaves it alone for TASK_LOST_AFTER_SECONDS.
@@ -52,26 +58,28 @@ MARK_REPUBLISHED = (
 )
 
 
-def recoverable_task_names(celery: Celery, queues: Iterable[str]) -> list[str]:
-    """Name the tasks this Celery app runs whose route leads to one of `queues`.
+def routes_to(celery: Celery, name: str, args: list[Any], queues: set[str]) -> bool:
+    """Say whether this app runs task `name` and routes it, with `args`, to one of `queues`.
 
-    A task routed elsewhere is looked for in its own workers' queues, by those workers.
+    A task routed elsewhere is looked for by the workers that read its queue.
     """
-    queues = set(queues)
-    return sorted(
-        name
-        for name in celery.tasks
-        if not name.startswith("celery.")
-        and celery.amqp.router.route({}, name)["queue"].name in queues
-    )
+    task = celery.tasks.get(name)
+    if task is None or name.startswith("celery."):
+        return False
+    try:
+        route = celery.amqp.router.route(task._get_exec_options(), name, args)
+    except Exception as error:  # a router of the project's that fails on these args
+        log.warning("task %s: no route to look for it in: %s", name, error)
+        return False
+    return route["queue"].name in queues
 
 
-def republish_lost(celery: Celery, queues: list[str], names: list[str], lost_after: float) -> int:
-    """Publish again this worker's tasks the broker lost (see the module); return how many."""
+def republish_lost(celery: Celery, queues: set[str], lost_after: float) -> int:
+    """Publish again the tasks in `queues` the broker lost (see the module); return how many."""
     cutoff = utc_now() - timedelta(seconds=lost_after)
     with db.engine.connect() as connection:
-        ids = connection.execute(LONG_PENDING, {"cutoff": cutoff, "names": names}).scalars()
-        suspects = set(ids)
+        rows = connection.execute(LONG_PENDING, {"cutoff": cutoff}).all()
+    suspects = {task_id for task_id, name, args in rows if routes_to(celery, name, args, queues)}
     if suspects:
         suspects -= held_task_ids(celery, queues, suspects)
     if suspects:

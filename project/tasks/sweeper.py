@@ -11,7 +11,7 @@ from flask import Flask
 from project import db
 from project.celery_broker import is_redis_broker
 from project.tasks.outbox import SWEEP_BATCH, publish_stranded
-from project.tasks.redelivery import recoverable_task_names, republish_lost
+from project.tasks.redelivery import republish_lost
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +43,17 @@ class OutboxSweeper(bootsteps.StartStopStep):
         config = flask_app.config
         interval, grace = config["OUTBOX_SWEEP_SECONDS"], config["OUTBOX_GRACE_SECONDS"]
         lost_after = config["TASK_LOST_AFTER_SECONDS"]
-        queues = sorted(celery.amqp.queues.consume_from)
-        names = recoverable_task_names(celery, queues) if is_redis_broker(celery) else []
+        # Other brokers (RabbitMQ) hand back what a dead consumer took: nothing to look for.
+        queues = set(celery.amqp.queues.consume_from) if is_redis_broker(celery) else set()
         next_lost_check = time.monotonic() + lost_after / 2
         with flask_app.app_context():
             while not self._stopping.wait(interval):
                 try:
                     while publish_stranded(grace) == SWEEP_BATCH:
                         pass
-                    if names and time.monotonic() >= next_lost_check:
+                    if queues and time.monotonic() >= next_lost_check:
                         next_lost_check = time.monotonic() + lost_after / 2
-                        republish_lost(celery, queues, names, lost_after)
+                        republish_lost(celery, queues, lost_after)
                 except Exception as error:  # database or broker down: try again next time
                     log.warning("outbox sweep failed, will retry: %s", error)
                 finally:
