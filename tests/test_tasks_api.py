@@ -11,6 +11,7 @@ import redis
 from celery import Celery
 from flask import Flask
 from flask.testing import FlaskClient
+from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import func, select, update
 
 from harness.processes import Process, free_port, start_gunicorn, start_worker, wait_for
@@ -138,6 +139,9 @@ def test_only_a_publish_its_record_can_repeat_is_republishable(
             "time limit": divide.apply_async((1, 2), time_limit=5).id,
             "own queue": divide.apply_async((1, 2), queue=queue).id,
             "linked": divide.apply_async((1, 2), link=divide.s(2)).id,
+            "chained": (divide.s(1, 2) | divide.s(2)).apply_async().parent.id,
+            "own header": divide.apply_async((1, 2), headers={"tenant": "a"}).id,
+            "shadow name": divide.apply_async((1, 2), shadow="other").id,
         }
     published["outbox"] = client.post("/tasks/divide", json={"x": 1, "y": 2}).get_json()["id"]
     with app.app_context():
@@ -148,6 +152,17 @@ def test_only_a_publish_its_record_can_repeat_is_republishable(
     redis.Redis.from_url(redis_url).delete(queue, *(f"celery{p}" for p in priorities))
     plain = {how for how, task_id in published.items() if republishable[task_id]}
     assert plain == {"delay", "outbox"}
+
+
+def test_a_publish_that_failed_is_never_republished(app_with: Callable[..., Flask]) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    broker_down = app_with(CELERY_BROKER_URL=dead, CELERY_RESULT_BACKEND=dead)
+    with broker_down.app_context():
+        with pytest.raises(BrokerError):
+            divide.delay(1, 2)
+        records = db.session.execute(select(TaskRecord.state, TaskRecord.republishable)).all()
+    # Its caller was told it failed, and may queue it again: the record must not.
+    assert records == [("PENDING", False)]
 
 
 def test_broker_down_keeps_the_task_in_the_outbox_until_published(

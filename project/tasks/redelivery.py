@@ -24,6 +24,7 @@ from sqlalchemy import bindparam, select, update
 
 from project import db
 from project.celery_broker import held_task_ids
+from project.celery_utils import FlaskTask
 from project.tasks.models import PENDING, TaskRecord, utc_now
 from project.tasks.outbox import publish
 
@@ -38,9 +39,11 @@ _lost_if_missing = (
     _records.c.republishable.is_(True),
     _records.c.published_at < bindparam("cutoff"),
 )
+# Of this worker's tasks: the records of tasks routed elsewhere, or no longer defined,
+# would otherwise fill the batch for good.
 LONG_PENDING = (
     select(_records.c.id, _records.c.name, _records.c.args)
-    .where(*_lost_if_missing)
+    .where(*_lost_if_missing, _records.c.name.in_(bindparam("names", expanding=True)))
     .order_by(_records.c.seq)
     .limit(CHECK_BATCH)
 )
@@ -64,10 +67,11 @@ def routes_to(celery: Celery, name: str, args: list[Any], queues: set[str]) -> b
     A task routed elsewhere is looked for by the workers that read its queue.
     """
     task = celery.tasks.get(name)
-    if task is None or name.startswith("celery."):
+    if not isinstance(task, FlaskTask):  # only FlaskTask claims its record (STARTED)
         return False
     try:
-        route = celery.amqp.router.route(task._get_exec_options(), name, args)
+        # A copy: routing pops "queue" from the options it is given.
+        route = celery.amqp.router.route(dict(task._get_exec_options()), name, args)
     except Exception as error:  # a router of the project's that fails on these args
         log.warning("task %s: no route to look for it in: %s", name, error)
         return False
@@ -77,8 +81,11 @@ def routes_to(celery: Celery, name: str, args: list[Any], queues: set[str]) -> b
 def republish_lost(celery: Celery, queues: set[str], lost_after: float) -> int:
     """Publish again the tasks in `queues` the broker lost (see the module); return how many."""
     cutoff = utc_now() - timedelta(seconds=lost_after)
+    names = [name for name in celery.tasks if routes_to(celery, name, [], queues)]
+    if not names:
+        return 0
     with db.engine.connect() as connection:
-        rows = connection.execute(LONG_PENDING, {"cutoff": cutoff}).all()
+        rows = connection.execute(LONG_PENDING, {"cutoff": cutoff, "names": names}).all()
     suspects = {task_id for task_id, name, args in rows if routes_to(celery, name, args, queues)}
     if suspects:
         suspects -= held_task_ids(celery, queues, suspects)

@@ -55,6 +55,6 @@ class OutboxSweeper(bootsteps.StartStopStep):
                         next_lost_check = time.monotonic() + lost_after / 2
                         republish_lost(celery, queues, lost_after)
                 except Exception as error:  # database or broker down: try again next time
-                    log.warning("outbox sweep failed, will retry: %s", error)
+                    log.warning("outbox sweep or lost-task check failed, will retry: %s", error)
                 finally:
                     db.session.remove()
