@@ -172,6 +172,9 @@ class BaseConfig:
             # scans only every 10th time (100 s), which added up to 100 s to every redelivery.
             "unacked_restore_interval": UNACKED_RESTORE_INTERVAL_SECONDS,
             "unacked_restore_throttle": 1,
+            # The scan's lock. A worker killed holding it (kombu's default: 300 s) kept every
+            # other worker from handing tasks back for 5 minutes; a scan takes milliseconds.
+            "unacked_mutex_expire": UNACKED_RESTORE_INTERVAL_SECONDS,
         }
         self.CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": visibility_timeout}
         self.CELERY_TASK_TIME_LIMIT = time_limit

@@ -106,6 +106,8 @@ def test_celery_is_json_only_and_at_least_once() -> None:
     assert conf.task_reject_on_worker_lost is True
     assert conf.worker_prefetch_multiplier == 1
     assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
+    # A worker killed mid-scan must not hold up everyone's redelivery for kombu's 300 s.
+    assert conf.broker_transport_options["unacked_mutex_expire"] <= 10
     assert 0 < conf.task_soft_time_limit < conf.task_time_limit
     assert conf.result_expires > 0
     assert conf.broker_connection_retry_on_startup is True
