@@ -51,10 +51,11 @@ MARK_REPUBLISHABLE = (
 # Protocol 2 headers a record need not keep (ids, reprs), and those it cannot (a countdown,
 # an expiry, a group, stamps): a publish setting one of the latter is not republishable,
 # nor one carrying a header of its own.
-_HEADERS_ANY_VALUE = {"lang", "task", "id", "root_id", "parent_id", "argsrepr", "kwargsrepr"}
-_HEADERS_ANY_VALUE |= {"origin"}
-_HEADERS_UNSET = {"shadow", "eta", "expires", "group", "group_index", "retries", "stamps"}
-_HEADERS_UNSET |= {"stamped_headers", "replaced_task_nesting"}
+_HEADERS_ANY_VALUE = frozenset("lang task id root_id parent_id argsrepr kwargsrepr origin".split())
+_HEADERS_UNSET = frozenset(
+    "shadow eta expires group group_index retries stamps stamped_headers "
+    "replaced_task_nesting".split()
+)
 _EMBED_UNSET = ("callbacks", "errbacks", "chain", "chord")
 
 # The id of the task being published when its record can repeat the publish; its record
@@ -95,7 +96,7 @@ def _is_plain_publish(
     }
     for key, value in headers.items():
         if key in own:
-            if (list(value) if isinstance(value, tuple) else value) != own[key]:
+            if value != own[key]:
                 return False
         elif key in _HEADERS_UNSET:
             if value:
