@@ -46,6 +46,11 @@ def is_redis_broker(celery: Celery) -> bool:
         return connection.transport.driver_type == "redis"
 
 
+def queue_keys(channel: Channel, queue: str) -> list[str]:
+    """The Redis lists kombu keeps for `queue` (one per priority step), unprefixed."""
+    return [channel._q_for_pri(queue, priority) for priority in channel.priority_steps]
+
+
 def held_task_ids(celery: Celery, queues: Iterable[str], wanted: set[str]) -> set[str]:
     """Return which of `wanted` the Redis broker holds: waiting in `queues`, or taken, unacked.
 
@@ -65,15 +70,13 @@ def _held_task_ids(
     prefix = channel.global_keyprefix or ""  # kombu prefixes HSET and LPUSH, not these reads
     unacked = prefix + channel.unacked_key
     held = wanted & _ids_of_unacked(client.hvals(unacked))
-    for queue in queues:
-        for priority in channel.priority_steps:
-            key = prefix + channel._q_for_pri(queue, priority)
-            # From the newest end: a push there shifts the rest along, so a message may be
-            # read twice but never skipped; the other end is where workers take from.
-            start = 0
-            while chunk := client.lrange(key, start, start + SCAN_CHUNK - 1):
-                held |= wanted & {_task_id(raw) for raw in chunk}
-                start += len(chunk)
+    for key in (prefix + key for queue in queues for key in queue_keys(channel, queue)):
+        # From the newest end: a push there shifts the rest along, so a message may be read
+        # twice but never skipped; the other end is where workers take from.
+        start = 0
+        while chunk := client.lrange(key, start, start + SCAN_CHUNK - 1):
+            held |= wanted & {_task_id(raw) for raw in chunk}
+            start += len(chunk)
     return held | (wanted & _ids_of_unacked(client.hvals(unacked)))
 
 

@@ -9,12 +9,13 @@ and the publish, or the broker is down then, the record stays unpublished
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from celery import Task
 from flask import current_app, g
-from sqlalchemy import bindparam, event, select, update
+from sqlalchemy import Connection, Row, bindparam, event, select, update
 from sqlalchemy.orm import Session
 
 from project import db
@@ -31,9 +32,8 @@ SWEEP_BATCH = 100
 _records = TaskRecord.__table__
 _mark_published = update(_records).values(published_at=bindparam("now"))
 _unpublished = _records.c.published_at.is_(None)
-MARK_PUBLISHED = _mark_published.where(
-    _records.c.id.in_(bindparam("ids", expanding=True)), _unpublished
-)
+# The sweepers' mark, on records their transaction locked: no one else marks those meanwhile.
+MARK_PUBLISHED = _mark_published.where(_records.c.id.in_(bindparam("ids", expanding=True)))
 # The web's mark after each publish: driver SQL, as the worker's claim (see DriverStatement).
 MARK_ONE_PUBLISHED = DriverStatement(
     _mark_published.where(_records.c.id == bindparam("task_id"), _unpublished)
@@ -102,6 +102,14 @@ def _forget_rolled_back(session: Session) -> None:
     session.info.pop(_TO_PUBLISH, None)
 
 
+def publish_locked(connection: Connection, rows: Sequence[Row]) -> None:
+    """Publish the tasks of records the caller's transaction locked; mark them published now."""
+    for task_id, name, args in rows:
+        publish(name, task_id, args)
+    if rows:
+        connection.execute(MARK_PUBLISHED, {"ids": [row.id for row in rows], "now": utc_now()})
+
+
 def publish_stranded(older_than_seconds: float, limit: int = SWEEP_BATCH) -> int:
     """Publish committed records never published (crash or broker outage); return how many.
 
@@ -121,10 +129,7 @@ def publish_stranded(older_than_seconds: float, limit: int = SWEEP_BATCH) -> int
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
-        for task_id, name, args in rows:
-            publish(name, task_id, args)
-        if rows:
-            connection.execute(MARK_PUBLISHED, {"ids": [row.id for row in rows], "now": utc_now()})
+        publish_locked(connection, rows)
     if rows:
         log.info("outbox: published %d task(s) left unpublished", len(rows))
     return len(rows)

@@ -7,6 +7,7 @@ from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
+from project.celery_broker import queue_keys
 from project.errors import Problem
 
 # How long a client refused for a full queue should wait before trying again.
@@ -27,8 +28,8 @@ def queue_length(celery: Celery) -> int | None:
         if not hasattr(channel, "client"):
             return None
         pipeline = channel.client.pipeline(transaction=False)
-        for priority in channel.priority_steps:
-            pipeline.llen(channel._q_for_pri(queue, priority))
+        for key in queue_keys(channel, queue):
+            pipeline.llen(key)  # kombu prefixes LLEN's key itself
         return sum(pipeline.execute())
 
 

@@ -20,13 +20,13 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select
 
 from project import db
 from project.celery_broker import held_task_ids
 from project.celery_utils import FlaskTask
 from project.tasks.models import PENDING, TaskRecord, utc_now
-from project.tasks.outbox import publish
+from project.tasks.outbox import publish_locked
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,6 @@ STILL_PENDING = (
     select(_records.c.id, _records.c.name, _records.c.args)
     .where(*_lost_if_missing, _records.c.id.in_(bindparam("ids", expanding=True)))
     .with_for_update(skip_locked=True)
-)
-# Published again now: the next check leaves it alone for TASK_LOST_AFTER_SECONDS.
-MARK_REPUBLISHED = (
-    update(_records)
-    .where(_records.c.id.in_(bindparam("ids", expanding=True)))
-    .values(published_at=bindparam("now"))
 )
 
 
@@ -97,12 +91,8 @@ def republish_lost(celery: Celery, queues: set[str], lost_after: float) -> int:
     with db.engine.begin() as connection:
         params = {"cutoff": cutoff, "ids": sorted(suspects)}
         rows = connection.execute(STILL_PENDING, params).all()
-        for task_id, name, args in rows:
-            publish(name, task_id, args)
-        if rows:
-            connection.execute(
-                MARK_REPUBLISHED, {"ids": [row.id for row in rows], "now": utc_now()}
-            )
+        # Marked published now: the next check leaves them alone for TASK_LOST_AFTER_SECONDS.
+        publish_locked(connection, rows)
     for row in rows:
         log.warning("task %s (%s) was lost by the broker: published again", row.id, row.name)
     return len(rows)
