@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 
 from harness.processes import Process, free_port, start_gunicorn, start_worker, wait_for
 from project import db
+from project.celery_broker import queue_keys
 from project.tasks.models import TaskRecord
 from project.tasks.outbox import publish_stranded
 from project.users.tasks import divide
@@ -127,9 +128,12 @@ def test_only_this_services_celery_app_records_its_tasks(app: Flask, redis_url: 
 
 
 def test_only_a_publish_its_record_can_repeat_is_republishable(
-    app: Flask, client: FlaskClient, redis_url: str
+    app_with: Callable[..., Flask], redis_url: str
 ) -> None:
-    queue = f"test-{uuid.uuid4().hex}"
+    # Queues no worker reads (this run's worker reads "celery"): none of these may run,
+    # or a linked task's publish would write a record after this test.
+    default, other = (f"test-{uuid.uuid4().hex}" for _ in range(2))
+    app = app_with(CELERY_TASK_DEFAULT_QUEUE=default)
     with app.app_context():
         published = {
             "delay": divide.delay(1, 2).id,
@@ -137,19 +141,21 @@ def test_only_a_publish_its_record_can_repeat_is_republishable(
             "countdown": divide.apply_async((1, 2), countdown=60).id,
             "expires": divide.apply_async((1, 2), expires=60).id,
             "time limit": divide.apply_async((1, 2), time_limit=5).id,
-            "own queue": divide.apply_async((1, 2), queue=queue).id,
+            "own queue": divide.apply_async((1, 2), queue=other).id,
             "linked": divide.apply_async((1, 2), link=divide.s(2)).id,
             "chained": (divide.s(1, 2) | divide.s(2)).apply_async().parent.id,
             "own header": divide.apply_async((1, 2), headers={"tenant": "a"}).id,
             "shadow name": divide.apply_async((1, 2), shadow="other").id,
         }
-    published["outbox"] = client.post("/tasks/divide", json={"x": 1, "y": 2}).get_json()["id"]
+    response = app.test_client().post("/tasks/divide", json={"x": 1, "y": 2})
+    published["outbox"] = response.get_json()["id"]
     with app.app_context():
         records = select(TaskRecord.id, TaskRecord.republishable)
         republishable = dict(db.session.execute(records).all())
-    # No worker reads these: take them off the queues before another test's worker does.
-    priorities = ("", "\x06\x163", "\x06\x166", "\x06\x169")
-    redis.Redis.from_url(redis_url).delete(queue, *(f"celery{p}" for p in priorities))
+    with app.extensions["celery"].pool.acquire(block=True) as connection:
+        channel = connection.default_channel
+        keys = queue_keys(channel, default) + queue_keys(channel, other)
+    assert redis.Redis.from_url(redis_url).delete(*keys) >= 2  # both queues held messages
     plain = {how for how, task_id in published.items() if republishable[task_id]}
     assert plain == {"delay", "outbox"}
 
