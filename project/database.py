@@ -103,13 +103,16 @@ def all_engines(app: Flask) -> set[Engine]:
 
 
 def init_database_engines(app: Flask) -> None:
-    """Create the bookkeeping engine, and health-check the connections of every engine."""
+    """Make the bookkeeping engine, check connections, let safe requests read without BEGIN."""
     from project import db
+    from project.read_requests import read_safe_requests_without_transactions
 
     with app.app_context():
         app.extensions[BOOKKEEPING] = make_bookkeeping_engine(db.engine)
         for engine in all_engines(app):
             ping_closed_connections(engine)
+        for engine in db.engines.values():
+            read_safe_requests_without_transactions(engine)
 
 
 @dataclass(frozen=True)
