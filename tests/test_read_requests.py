@@ -4,12 +4,17 @@ What PostgreSQL itself says tells: `now()` is when the transaction began, so it 
 `statement_timestamp()` only for a statement that is its own transaction (no BEGIN sent).
 """
 
+import threading
+import uuid
+
+import psycopg2
 import pytest
 from flask import Flask, jsonify
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 
+from harness.processes import wait_for
 from project import db
 from project.config import normalize_database_url
 from project.read_requests import read_safe_requests_without_transactions
@@ -142,3 +147,34 @@ def test_a_get_request_can_still_ask_for_autocommit(migrated: dict[str, str]) ->
             connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM users"))
     finally:
         engine.dispose()
+
+
+def test_a_long_poll_holds_no_transaction_open_while_it_waits(
+    app_with, migrated: dict[str, str]
+) -> None:
+    # Queued where no worker reads, so the task stays PENDING and the GET waits its 3 s.
+    client = app_with(CELERY_TASK_DEFAULT_QUEUE=f"long-poll-{uuid.uuid4().hex}").test_client()
+    task_id = client.post("/tasks/divide", json={"x": 1, "y": 2}).get_json()["id"]
+    answers = []
+    poll = threading.Thread(target=lambda: answers.append(client.get(f"/tasks/{task_id}?wait=3")))
+    poll.start()
+    observer = psycopg2.connect(migrated["DATABASE_URL"])
+    observer.autocommit = True
+    try:
+
+        def poll_backend_state() -> str | None:
+            with observer.cursor() as cursor:
+                cursor.execute(
+                    "SELECT state FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND query LIKE 'SELECT task_records.%%' AND position(%s in query) > 0",
+                    (task_id,),  # psycopg2 writes the values into the statement's text
+                )
+                row = cursor.fetchone()
+            return row and row[0]
+
+        # It read the record and waits on Redis: its connection is idle, not in a transaction.
+        assert wait_for(poll_backend_state, timeout=2.5, what="the long poll's read") == "idle"
+    finally:
+        observer.close()
+        poll.join()
+    assert answers[0].get_json()["state"] == "PENDING"
