@@ -11,8 +11,8 @@ from collections.abc import Callable
 import redis
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
-from flask import Flask, Response, abort, jsonify, request
-from sqlalchemy import create_engine, text
+from flask import Flask, Response, abort, g, jsonify, request
+from sqlalchemy import Connection, create_engine, text
 
 from bench.bare_celery import celery, divide, send_welcome
 from project.config import DEFAULT_MAX_QUEUED_TASKS
@@ -25,7 +25,10 @@ app = Flask(__name__)
 app.wsgi_app = SecurityHeaders(app.wsgi_app)
 url = os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg2://", 1)
 engine = create_engine(url)
-ping_closed_connections(engine)  # the product's connection check: no round trip
+# What the product's GET, HEAD and OPTIONS requests read on: no BEGIN, no ROLLBACK.
+reads = create_engine(url, isolation_level="AUTOCOMMIT")
+for pooled in (engine, reads):
+    ping_closed_connections(pooled)  # the product's connection check: no round trip
 # As the product's bookkeeping engine: autocommit, commits not waiting for the disk.
 bookkeeping = create_engine(
     url, isolation_level="AUTOCOMMIT", connect_args={"options": "-c synchronous_commit=off"}
@@ -43,12 +46,30 @@ limits = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
 MAX_QUEUED_TASKS = int(os.environ.get("MAX_QUEUED_TASKS", DEFAULT_MAX_QUEUED_TASKS))
 
 
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def connection() -> Connection:
+    """The request's one connection, as the product's session holds one.
+
+    A safe request reads in autocommit; any other runs in a transaction its view commits.
+    """
+    if "connection" not in g:
+        g.connection = (reads if request.method in SAFE_METHODS else engine).connect()
+    return g.connection
+
+
+@app.teardown_request
+def close_connection(_error: BaseException | None) -> None:
+    if "connection" in g:
+        g.pop("connection").close()  # rolls back what was not committed
+
+
 def authenticated_name() -> str:
     """The product's token check, by hand: find the row by lookup, compare the secret's hash."""
     token = request.headers.get("Authorization", "").removeprefix("Bearer ").removeprefix("fcs_")
     lookup, _, secret = token.partition(".")
-    with engine.connect() as connection:
-        row = connection.execute(TOKEN_SECRET_HASH, {"lookup": lookup}).first()
+    row = connection().execute(TOKEN_SECRET_HASH, {"lookup": lookup}).first()
     digest = hashlib.sha256(secret.encode()).hexdigest()
     if row is None or not hmac.compare_digest(row.secret_hash, digest):
         abort(401)
@@ -100,8 +121,7 @@ def user_json(row) -> dict:
 
 @app.get("/users/<int:user_id>")
 def get_user(user_id: int):
-    with engine.connect() as connection:
-        row = connection.execute(text(f"{USER_COLUMNS} WHERE id = :id"), {"id": user_id}).one()
+    row = connection().execute(text(f"{USER_COLUMNS} WHERE id = :id"), {"id": user_id}).one()
     return jsonify(user_json(row))
 
 
@@ -109,11 +129,14 @@ def get_user(user_id: int):
 def list_users():
     after = int(request.args.get("after", 0))
     limit = int(request.args.get("limit", 20))
-    with engine.connect() as connection:
-        rows = connection.execute(
+    rows = (
+        connection()
+        .execute(
             text(f"{USER_COLUMNS} WHERE id > :after ORDER BY id LIMIT :n"),
             {"after": after, "n": limit + 1},
-        ).all()
+        )
+        .all()
+    )
     items = [user_json(row) for row in rows[:limit]]
     next_url = f"/users/?limit={limit}&after={items[-1]['id']}" if len(rows) > limit else None
     return jsonify({"items": items, "next": next_url})
@@ -122,11 +145,15 @@ def list_users():
 @app.post("/users/")
 def create_user():
     body = request.get_json()
-    with engine.begin() as connection:
-        user_id = connection.execute(
+    user_id = (
+        connection()
+        .execute(
             text("INSERT INTO users (username, email) VALUES (:u, :e) RETURNING id"),
             {"u": body["username"], "e": body["email"]},
-        ).scalar_one()
+        )
+        .scalar_one()
+    )
+    connection().commit()
     send_welcome.delay(user_id)  # after the commit, as the product queues its welcome
     return jsonify({"id": user_id, **body}), 201
 
@@ -152,8 +179,8 @@ def queue_recorded_divide(name: str, queue: str, url: str) -> tuple[Response, in
     body = request.get_json()
     args = [body["x"], body["y"]]
     task_id = str(uuid.uuid4())
-    with engine.begin() as connection:
-        connection.execute(RECORD, {"id": task_id, "name": name, "args": json.dumps(args)})
+    connection().execute(RECORD, {"id": task_id, "name": name, "args": json.dumps(args)})
+    connection().commit()
     publish_recorded(task_id, lambda: celery.send_task(name, args, task_id=task_id, queue=queue))
     return jsonify({"id": task_id, "state": "PENDING", "url": f"{url}/{task_id}"}), 202
 
@@ -164,14 +191,18 @@ def queue_recorded_divide(name: str, queue: str, url: str) -> tuple[Response, in
 def create_user_with_outbox():
     body = request.get_json()
     task_id = str(uuid.uuid4())
-    with engine.begin() as connection:
-        user_id = connection.execute(
+    user_id = (
+        connection()
+        .execute(
             text("INSERT INTO users (username, email) VALUES (:u, :e) RETURNING id"),
             {"u": body["username"], "e": body["email"]},
-        ).scalar_one()
-        connection.execute(
-            RECORD, {"id": task_id, "name": send_welcome.name, "args": json.dumps([user_id])}
         )
+        .scalar_one()
+    )
+    connection().execute(
+        RECORD, {"id": task_id, "name": send_welcome.name, "args": json.dumps([user_id])}
+    )
+    connection().commit()
     publish_recorded(task_id, lambda: send_welcome.apply_async([user_id], task_id=task_id))
     return jsonify({"id": user_id, **body}), 201
 
@@ -199,8 +230,7 @@ def queue_product_divide():
 @app.get("/trip/tasks/<task_id>")
 def get_product_task(task_id: str):
     """The product's `GET /tasks/<id>?wait=S`: the record, else a long poll, then Redis."""
-    with engine.connect() as connection:
-        record = connection.execute(RECORD_OUTCOME, {"id": task_id}).one()
+    record = connection().execute(RECORD_OUTCOME, {"id": task_id}).one()
     if record.state in FINISHED:
         return jsonify({"id": task_id, "state": record.state, "result": record.result})
     try:
