@@ -32,7 +32,8 @@ def is_plain_read(context: ExecutionContext) -> bool:
     statement = getattr(context.compiled, "statement", None)
     if not isinstance(statement, GenerativeSelect):
         return False  # SQL text, DDL, a function call: it may write
-    if statement._for_update_arg is not None:  # noqa: SLF001 - row locks last a transaction
+    # Row locks last a transaction. (SQLAlchemy keeps FOR UPDATE only in this attribute.)
+    if statement._for_update_arg is not None:
         return False
     # psycopg2 opens server-side cursors (yield_per, stream_results) only in a transaction.
     return not context.execution_options.get("stream_results")
